@@ -1,0 +1,197 @@
+"""Stage `build_image_cache`: decode every PNG that any split uses, once, into a uint8 array.
+
+Decoding a 1024x1024 PNG costs several milliseconds of a core; doing it every epoch is what
+made the original study take hours per epoch. Here each image is decoded once (Wuffs, the
+fastest PNG decoder with Python bindings, converting RGBA and 16-bit images to 8-bit gray on
+the way), resized once to `image_size` with area interpolation, and written into one `.npy`
+array that training memory-maps. `index.parquet` maps image names to rows.
+
+Workers write their rows straight into the memory-mapped output, so no pixel data crosses a
+process boundary. Outputs are written under temporary names and renamed at the end, so a
+failure leaves nothing that looks finished.
+"""
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from pywuffs import ImageDecoderType, PixelFormat
+from pywuffs.aux import ImageDecoder, ImageDecoderConfig
+
+from workflow_scripts.stage import InputError, log, run
+
+SHOWN = 5  # names quoted in an error message
+CHUNK = 64  # images per task: large enough to amortize scheduling, small enough to balance
+
+
+def find_pngs(root):
+    """Map file name to path for every PNG under `root` (mirrors nest images_NNN/images/)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"data.images: {root} is not a folder. Point it at the unpacked NIH "
+                         "images (the folder holding images_001 ... or images/).")
+    paths = {}
+    duplicates = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.lower().endswith(".png"):
+                if name in paths:
+                    duplicates.append((name, paths[name], os.path.join(folder, name)))
+                paths[name] = os.path.join(folder, name)
+    if not paths:
+        raise InputError(f"data.images: no PNG files under {root}. Unpack images_001.tar.gz ... "
+                         "images_012.tar.gz there, or fix the path.")
+    if duplicates:
+        name, first, second = duplicates[0]
+        raise InputError(f"data.images: {len(duplicates)} file name(s) occur twice under {root}, "
+                         f"e.g. {name}: {first} and {second}. Keep one copy of each image.")
+    return paths
+
+
+def make_decoder():
+    config = ImageDecoderConfig()
+    config.enabled_decoders = [ImageDecoderType.PNG]
+    config.pixel_format = PixelFormat.Y  # gray; RGBA and 16-bit inputs are converted
+    return ImageDecoder(config)
+
+
+def resize_area(image, size):
+    """Area-average to size x size; an integer factor first, since OpenCV's fast path needs one."""
+    height, width = image.shape
+    factor = min(height, width) // size
+    if factor >= 2 and height % factor == 0 and width % factor == 0:
+        image = cv2.resize(image, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+    if image.shape != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return image
+
+
+def decode_image(decoder, path, size):
+    """Decode one PNG to a size x size uint8 array; raises ValueError if it cannot."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    result = decoder.decode(data)
+    if result.error_message:
+        raise ValueError(result.error_message)
+    return resize_area(np.ascontiguousarray(result.pixbuf[:, :, 0]), size)
+
+
+def decode_rows(task):
+    """Worker: decode `paths` into rows `start...` of the memory-mapped array; return failures."""
+    array_path, start, paths, size = task
+    cv2.setNumThreads(1)  # one process per core already; nested threads only contend
+    decoder = make_decoder()
+    array = np.load(array_path, mmap_mode="r+")
+    failures = []
+    for offset, path in enumerate(paths):
+        try:
+            array[start + offset] = decode_image(decoder, path, size)
+        except (OSError, ValueError) as error:
+            failures.append((start + offset, path, str(error)))
+    array.flush()
+    return failures
+
+
+def images_in_splits(split_paths):
+    names = pd.concat([pd.read_parquet(path, columns=["image_index"]) for path in split_paths])
+    return np.sort(names["image_index"].unique())
+
+
+def build_cache(names, root, size, array_path, index_path, workers=1, skip_unreadable=False):
+    """Decode `names` found under `root` into `array_path` (.npy) and `index_path` (.parquet)."""
+    start_time = time.perf_counter()
+    files = find_pngs(root)
+    missing = [name for name in names if name not in files]
+    if missing and not skip_unreadable:
+        raise InputError(
+            f"data.images: {len(missing)} image(s) of the splits are not under {root}, e.g. "
+            f"{', '.join(missing[:SHOWN])}. Unpack all image archives there, or set "
+            "data.skip_unreadable: true to exclude them."
+        )
+    present = [name for name in names if name in files]
+    array_path, index_path = Path(array_path), Path(index_path)
+    array_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary_array = array_path.with_name(f".{array_path.stem}.tmp.npy")
+    temporary_index = index_path.with_name(f".{index_path.name}.tmp")
+    try:
+        array = np.lib.format.open_memmap(temporary_array, mode="w+", dtype=np.uint8,
+                                          shape=(len(present), size, size))
+        del array
+        tasks = [(temporary_array, start, [files[name] for name in present[start:start + CHUNK]],
+                  size) for start in range(0, len(present), CHUNK)]
+        failures = []
+        if workers > 1:
+            with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+                for chunk_failures in pool.map(decode_rows, tasks):
+                    failures.extend(chunk_failures)
+        else:
+            for task in tasks:
+                failures.extend(decode_rows(task))
+        if failures and not skip_unreadable:
+            _, paths, errors = zip(*failures, strict=True)
+            raise InputError(
+                f"data.images: {len(failures)} image(s) could not be decoded, e.g. "
+                + "; ".join(f"{path} ({error})" for path, error in
+                            zip(paths[:SHOWN], errors[:SHOWN], strict=True))
+                + ". Replace those files (re-extract the archive), or set "
+                "data.skip_unreadable: true to exclude them."
+            )
+        bad_rows = sorted(row for row, _, _ in failures)
+        keep = np.setdiff1d(np.arange(len(present)), bad_rows)
+        if bad_rows:
+            compact_unreadable(temporary_array, keep)
+        for _, path, error in failures:
+            log.warning("excluded unreadable image %s (%s)", path, error)
+        for name in missing:
+            log.warning("excluded missing image %s", name)
+        kept_names = np.asarray(present, dtype=object)[keep]
+        pd.DataFrame({"image_index": pd.array(kept_names, dtype="string"),
+                      "row": np.arange(len(kept_names), dtype=np.int64)}
+                     ).to_parquet(temporary_index, index=False)
+        os.replace(temporary_array, array_path)
+        os.replace(temporary_index, index_path)
+    finally:
+        temporary_array.unlink(missing_ok=True)
+        temporary_index.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start_time
+    return {"images": len(kept_names), "excluded": len(missing) + len(failures),
+            "seconds": seconds, "images_per_second": len(present) / max(seconds, 1e-9)}
+
+
+def compact_unreadable(array_path, keep):
+    """Drop the rows of unreadable images, rewriting the array in place of the old one."""
+    old = np.load(array_path, mmap_mode="r")
+    compact_path = array_path.with_name(f".{array_path.stem}.compact.npy")
+    compact = np.lib.format.open_memmap(compact_path, mode="w+", dtype=np.uint8,
+                                        shape=(len(keep), *old.shape[1:]))
+    compact[:] = old[keep]
+    compact.flush()
+    del old, compact
+    os.replace(compact_path, array_path)
+
+
+def load_cache(array_path, index_path):
+    """The cache as (memory-mapped uint8 array, Series mapping image name to row)."""
+    array = np.load(array_path, mmap_mode="r")
+    index = pd.read_parquet(index_path)
+    return array, pd.Series(index["row"].to_numpy(), index=index["image_index"].to_numpy())
+
+
+def main(snakemake):
+    names = images_in_splits(snakemake.input.splits)
+    stats = build_cache(names, snakemake.params.images, int(snakemake.wildcards.size),
+                        snakemake.output.images, snakemake.output.index,
+                        workers=snakemake.threads,
+                        skip_unreadable=snakemake.params.skip_unreadable)
+    log.info("cached %d images at %s px in %.1f s (%.0f images/s on %d workers), %d excluded",
+             stats["images"], snakemake.wildcards.size, stats["seconds"],
+             stats["images_per_second"], snakemake.threads, stats["excluded"])
+
+
+if __name__ == "__main__":
+    run(snakemake, main)  # noqa: F821 - `snakemake` is injected by the rule's script directive

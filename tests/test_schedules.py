@@ -1,0 +1,415 @@
+"""Learning-rate policies: exact values, epoch conversion, validation, serialization, resume."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workflow_scripts.schedules import (
+    CYCLICAL_POLICIES,
+    POLICIES,
+    SCHEDULE_SETTINGS,
+    ExpRange,
+    ModifiedTriangular2,
+    OneCycle,
+    Triangular,
+    make_schedule,
+    policy_parameters,
+    schedule_params,
+    schedule_values,
+    steps_from_epochs,
+)
+
+# The paper's Pneumothorax run: 541 batches per epoch, step size 2 epochs, bounds from its
+# LR finder (Table 8), 36 epochs of triangular.
+PNEUMOTHORAX = {"base_lr": 0.0075, "max_lr": 0.03, "step_size": 1082}
+STEPS_PER_EPOCH = 541
+
+# The workflow's training block with the paper's defaults, plus keys other stages read.
+PAPER_SETTINGS = {
+    "epochs": 36,
+    "batch_size": 32,
+    "optimizer": "sgd",
+    "learning_rate": 0.01,
+    "decay": 0.0005,
+    "base_lr": 0.0075,
+    "max_lr": 0.03,
+    "step_size_epochs": 2,
+    "gamma": 0.99994,
+    "reset_cycles": 3,
+    "div_factor": 25,
+    "final_div_factor": 10000,
+    "pct_start": 0.3,
+}
+
+EXAMPLE_PARAMS = {
+    "constant": {"learning_rate": 0.01},
+    "time_decay": {"learning_rate": 0.01, "decay": 0.0005},
+    "triangular": PNEUMOTHORAX,
+    "triangular2": PNEUMOTHORAX,
+    "exp_range": {**PNEUMOTHORAX, "gamma": 0.99994},
+    "modified_triangular2": {**PNEUMOTHORAX, "reset_cycles": 3},
+    "one_cycle": {"max_lr": 0.03, "total_steps": 36 * STEPS_PER_EPOCH},
+}
+
+
+def lr_at(schedule, step):
+    return float(schedule(step))
+
+
+def test_policy_names_are_the_seven_in_order():
+    assert POLICIES == (
+        "constant",
+        "time_decay",
+        "triangular",
+        "triangular2",
+        "exp_range",
+        "modified_triangular2",
+        "one_cycle",
+    )
+    assert set(CYCLICAL_POLICIES) == set(POLICIES) - {"constant", "time_decay"}
+    assert "learning_rate" not in sum(policy_parameters("one_cycle"), ())
+
+
+def test_constant_is_the_same_at_every_step():
+    schedule = make_schedule("constant", learning_rate=0.01)
+    for step in (0, 1, 541, 10**6):
+        assert lr_at(schedule, step) == pytest.approx(0.01, rel=1e-7)
+
+
+def test_time_decay_divides_by_one_plus_decay_times_step():
+    schedule = make_schedule("time_decay", learning_rate=0.01, decay=0.0005)
+    assert lr_at(schedule, 0) == pytest.approx(0.01, rel=1e-7)
+    assert lr_at(schedule, 1000) == pytest.approx(0.01 / 1.5, rel=1e-6)
+    assert lr_at(schedule, 2000) == pytest.approx(0.005, rel=1e-6)
+    assert lr_at(schedule, 19476) == pytest.approx(0.01 / (1 + 0.0005 * 19476), rel=1e-6)
+
+
+def test_triangular_rises_for_a_step_size_then_falls_back():
+    schedule = make_schedule("triangular", **PNEUMOTHORAX)
+    expected = {
+        0: 0.0075,
+        541: 0.01875,
+        1082: 0.03,
+        1623: 0.01875,
+        2164: 0.0075,
+        2164 + 1082: 0.03,
+        2164 + 1082 + 541: 0.01875,
+    }
+    for step, lr in expected.items():
+        assert lr_at(schedule, step) == pytest.approx(lr, rel=1e-6), step
+
+
+def test_36_epochs_at_step_size_2_epochs_make_9_full_triangular_cycles():
+    step_size = steps_from_epochs(2, STEPS_PER_EPOCH)
+    assert step_size == 1082
+    schedule = make_schedule("triangular", base_lr=0.0075, max_lr=0.03, step_size=step_size)
+    values = schedule_values(schedule, 36 * STEPS_PER_EPOCH)
+    peaks = np.flatnonzero(np.isclose(values, 0.03, rtol=1e-6))
+    troughs = np.flatnonzero(np.isclose(values, 0.0075, rtol=1e-6))
+    assert peaks.tolist() == [1082 + 2164 * k for k in range(9)]
+    assert troughs.tolist() == [2164 * k for k in range(9)]
+    # The first step after the run would open cycle 10 at base_lr.
+    assert lr_at(schedule, 36 * STEPS_PER_EPOCH) == pytest.approx(0.0075, rel=1e-6)
+
+
+def test_triangular2_halves_the_amplitude_every_cycle():
+    schedule = make_schedule("triangular2", **PNEUMOTHORAX)
+    peaks = [lr_at(schedule, 1082 + 2164 * k) for k in range(4)]
+    assert peaks == pytest.approx([0.03, 0.01875, 0.013125, 0.0103125], rel=1e-6)
+    assert lr_at(schedule, 2164 + 541) == pytest.approx(0.0075 + 0.0225 / 2 / 2, rel=1e-6)
+
+
+def test_modified_triangular2_restarts_the_halving_every_three_cycles():
+    schedule = make_schedule("modified_triangular2", **PNEUMOTHORAX)
+    peaks = [lr_at(schedule, 1082 + 2164 * k) for k in range(7)]
+    assert peaks == pytest.approx(
+        [0.03, 0.01875, 0.013125, 0.03, 0.01875, 0.013125, 0.03], rel=1e-6
+    )
+    troughs = [lr_at(schedule, 2164 * k) for k in range(7)]
+    assert troughs == pytest.approx([0.0075] * 7, rel=1e-6)
+
+
+def test_modified_triangular2_with_other_reset_lengths():
+    every_two = make_schedule("modified_triangular2", **PNEUMOTHORAX, reset_cycles=2)
+    peaks = [lr_at(every_two, 1082 + 2164 * k) for k in range(4)]
+    assert peaks == pytest.approx([0.03, 0.01875, 0.03, 0.01875], rel=1e-6)
+    every_cycle = make_schedule("modified_triangular2", **PNEUMOTHORAX, reset_cycles=1)
+    triangular = make_schedule("triangular", **PNEUMOTHORAX)
+    np.testing.assert_allclose(
+        schedule_values(every_cycle, 5000), schedule_values(triangular, 5000), rtol=1e-6
+    )
+
+
+def test_exp_range_scales_the_amplitude_by_gamma_to_the_step():
+    schedule = make_schedule("exp_range", **PNEUMOTHORAX, gamma=0.99994)
+    for step, wave in ((0, 0.0), (541, 0.5), (1082, 1.0), (3246, 1.0), (10 * 2164 + 541, 0.5)):
+        expected = 0.0075 + 0.0225 * wave * 0.99994**step
+        assert lr_at(schedule, step) == pytest.approx(expected, rel=1e-6), step
+    no_decay = make_schedule("exp_range", **PNEUMOTHORAX, gamma=1.0)
+    triangular = make_schedule("triangular", **PNEUMOTHORAX)
+    np.testing.assert_allclose(
+        schedule_values(no_decay, 5000), schedule_values(triangular, 5000), rtol=1e-6
+    )
+
+
+def test_one_cycle_warms_up_then_anneals_as_pytorch_one_cycle_lr():
+    schedule = make_schedule("one_cycle", max_lr=0.1, total_steps=1000)
+    initial, final = 0.1 / 25, 0.1 / 25 / 1e4
+    # PyTorch: peak at step pct_start * total_steps - 1 = 299, cosine on both sides.
+    assert lr_at(schedule, 0) == pytest.approx(initial, rel=1e-6)
+    assert lr_at(schedule, 299) == pytest.approx(0.1, rel=1e-6)
+    warm = 0.1 + (initial - 0.1) / 2 * (1 + math.cos(math.pi * 100 / 299))
+    assert lr_at(schedule, 100) == pytest.approx(warm, rel=1e-5)
+    midway = final + (0.1 - final) / 2  # half way through the 700-step anneal
+    assert lr_at(schedule, 299 + 350) == pytest.approx(midway, rel=1e-5)
+    assert lr_at(schedule, 999) == pytest.approx(final, rel=1e-5)
+    assert lr_at(schedule, 5000) == pytest.approx(final, rel=1e-5)
+    values = schedule_values(schedule, 1000)
+    assert int(np.argmax(values)) == 299
+    assert np.all(np.diff(values[:300]) > 0) and np.all(np.diff(values[299:]) < 0)
+
+
+def test_one_cycle_honours_its_factors():
+    schedule = make_schedule(
+        "one_cycle",
+        max_lr=0.03,
+        total_steps=100,
+        div_factor=10,
+        final_div_factor=100,
+        pct_start=0.5,
+    )
+    assert lr_at(schedule, 0) == pytest.approx(0.003, rel=1e-6)
+    assert lr_at(schedule, 49) == pytest.approx(0.03, rel=1e-6)
+    assert lr_at(schedule, 99) == pytest.approx(0.00003, rel=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["triangular2", "exp_range", "modified_triangular2"])
+def test_scale_stays_finite_after_thousands_of_cycles(policy):
+    params = {
+        "base_lr": 0.0075,
+        "max_lr": 0.03,
+        "step_size": 1,
+        **({"gamma": 0.5} if policy == "exp_range" else {}),
+    }
+    schedule = make_schedule(policy, **params)
+    values = schedule_values(schedule, 20_000)  # 10,000 cycles
+    assert np.all(np.isfinite(values))
+    assert np.all(values >= 0.0075 * (1 - 1e-6)) and np.all(values <= 0.03 * (1 + 1e-6))
+    for step in (10**6 + 1, 10**7 + 1):
+        assert math.isfinite(lr_at(schedule, step))
+
+
+def test_schedules_run_inside_an_xla_compiled_function():
+    for policy, params in EXAMPLE_PARAMS.items():
+        schedule = make_schedule(policy, **params)
+        compiled = tf.function(schedule, jit_compile=True)
+        for step in (0, 700, 5000):
+            eager = lr_at(schedule, step)
+            assert float(compiled(tf.constant(step, tf.int64))) == pytest.approx(eager, rel=1e-6)
+
+
+def test_schedule_values_matches_step_by_step_evaluation():
+    for policy, params in EXAMPLE_PARAMS.items():
+        schedule = make_schedule(policy, **params)
+        values = schedule_values(schedule, 3000)
+        assert values.shape == (3000,) and values.dtype == np.float64
+        for step in (0, 1, 541, 1082, 2999):
+            assert values[step] == lr_at(schedule, step), (policy, step)
+
+
+def test_steps_from_epochs_rounds_and_is_at_least_one():
+    assert steps_from_epochs(2, 541) == 1082
+    assert steps_from_epochs(8, 541) == 4328
+    assert steps_from_epochs(0.5, 541) == 271
+    assert steps_from_epochs(0.5, 4) == 2
+    assert steps_from_epochs(0.1, 3) == 1
+    for bad in (0, -1, float("nan"), "2"):
+        with pytest.raises(ValueError, match="step_size_epochs"):
+            steps_from_epochs(bad, 541)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        steps_from_epochs(2, 0)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_schedule_params_picks_exactly_what_each_policy_takes(policy):
+    params = schedule_params(policy, PAPER_SETTINGS, steps_per_epoch=541, total_epochs=36)
+    required, optional = policy_parameters(policy)
+    assert set(required) <= set(params) <= set(required + optional)
+    if "step_size" in params:
+        assert params["step_size"] == 1082
+    if policy == "one_cycle":
+        assert params["total_steps"] == 541 * 36
+    assert make_schedule(policy, **params).get_config() is not None
+
+
+def test_every_schedule_parameter_comes_from_a_declared_setting():
+    from_settings = {"step_size": "step_size_epochs"}
+    for policy in POLICIES:
+        required, optional = policy_parameters(policy)
+        for name in set(required + optional) - {"total_steps"}:
+            assert from_settings.get(name, name) in SCHEDULE_SETTINGS, (policy, name)
+    assert set(SCHEDULE_SETTINGS) <= set(PAPER_SETTINGS)
+
+
+def test_schedule_params_reports_a_missing_setting_by_its_key():
+    unresolved = {**PAPER_SETTINGS, "max_lr": None}
+    with pytest.raises(ValueError, match="'max_lr'.*LR finder"):
+        schedule_params("triangular", unresolved, steps_per_epoch=541, total_epochs=36)
+    without_step_size = {k: v for k, v in PAPER_SETTINGS.items() if k != "step_size_epochs"}
+    with pytest.raises(ValueError, match="step_size_epochs"):
+        schedule_params("triangular2", without_step_size, steps_per_epoch=541, total_epochs=36)
+    without_reset = {k: v for k, v in PAPER_SETTINGS.items() if k != "reset_cycles"}
+    params = schedule_params("modified_triangular2", without_reset, 541, 36)
+    assert "reset_cycles" not in params and make_schedule("modified_triangular2", **params)
+    with pytest.raises(ValueError, match="total_epochs"):
+        schedule_params("one_cycle", PAPER_SETTINGS, steps_per_epoch=541, total_epochs=0)
+
+
+def test_unknown_policy_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="'cosine'.*constant, time_decay, triangular"):
+        make_schedule("cosine", learning_rate=0.1)
+
+
+@pytest.mark.parametrize(
+    ("policy", "params", "message"),
+    [
+        ("triangular", {**PNEUMOTHORAX, "decay": 0.1}, "does not take decay"),
+        ("constant", {"learning_rate": 0.1, "max_lr": 1.0}, "does not take max_lr"),
+        ("exp_range", PNEUMOTHORAX, "needs gamma"),
+        ("triangular", {"base_lr": 0.03, "max_lr": 0.03, "step_size": 10}, "base_lr=0.03"),
+        ("triangular", {"base_lr": 0.1, "max_lr": 0.03, "step_size": 10}, "base_lr must be below"),
+        ("triangular", {"base_lr": 0.01, "max_lr": 0.03, "step_size": 0.5}, "step_size.*0.5"),
+        ("triangular", {"base_lr": 0.0, "max_lr": 0.03, "step_size": 10}, "base_lr.*0.0"),
+        ("triangular", {"base_lr": 0.01, "max_lr": math.inf, "step_size": 10}, "max_lr"),
+        ("constant", {"learning_rate": -0.1}, "learning_rate.*-0.1"),
+        ("constant", {"learning_rate": True}, "learning_rate.*True"),
+        ("time_decay", {"learning_rate": 0.1, "decay": -1e-4}, "decay.*-0.0001"),
+        ("exp_range", {**PNEUMOTHORAX, "gamma": 0.0}, r"gamma must lie in \(0, 1\].*0.0"),
+        ("exp_range", {**PNEUMOTHORAX, "gamma": 1.5}, "gamma.*1.5"),
+        ("modified_triangular2", {**PNEUMOTHORAX, "reset_cycles": 0}, "reset_cycles.*0"),
+        ("modified_triangular2", {**PNEUMOTHORAX, "reset_cycles": 1.5}, "reset_cycles.*1.5"),
+        ("one_cycle", {"max_lr": 0.1, "total_steps": 1}, "total_steps.*1"),
+        ("one_cycle", {"max_lr": 0.1, "total_steps": 100, "pct_start": 1.0}, "pct_start.*1.0"),
+        ("one_cycle", {"max_lr": 0.1, "total_steps": 3, "pct_start": 0.3}, "warm-up"),
+        ("one_cycle", {"max_lr": 0.1, "total_steps": 100, "div_factor": 0.5}, "div_factor"),
+    ],
+)
+def test_bad_parameters_name_themselves(policy, params, message):
+    with pytest.raises(ValueError, match=message):
+        make_schedule(policy, **params)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_config_round_trip_keeps_every_value(policy):
+    schedule = make_schedule(policy, **EXAMPLE_PARAMS[policy])
+    config = schedule.get_config()
+    assert json.loads(json.dumps(config)) == config
+    rebuilt = type(schedule).from_config(config)
+    serialized = keras.saving.serialize_keras_object(schedule)
+    assert serialized["registered_name"].startswith("clr>")
+    deserialized = keras.saving.deserialize_keras_object(json.loads(json.dumps(serialized)))
+    assert type(deserialized) is type(schedule)
+    expected = schedule_values(schedule, 4000)
+    np.testing.assert_array_equal(schedule_values(rebuilt, 4000), expected)
+    np.testing.assert_array_equal(schedule_values(deserialized, 4000), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    base_lr=st.floats(1e-6, 0.5),
+    ratio=st.floats(1.01, 1000.0),
+    step_size=st.integers(1, 50),
+    policy=st.sampled_from(["triangular", "triangular2", "exp_range", "modified_triangular2"]),
+)
+def test_cyclical_policies_stay_within_bounds_and_touch_base_each_cycle(
+    base_lr, ratio, step_size, policy
+):
+    max_lr = base_lr * ratio
+    params = {"base_lr": base_lr, "max_lr": max_lr, "step_size": step_size}
+    if policy == "exp_range":
+        params["gamma"] = 0.999
+    values = schedule_values(make_schedule(policy, **params), 10 * step_size + 1)
+    assert np.all(values >= base_lr * (1 - 1e-6)) and np.all(values <= max_lr * (1 + 1e-6))
+    np.testing.assert_allclose(values[:: 2 * step_size], base_lr, rtol=1e-5)
+    first_peak = (
+        max_lr if policy != "exp_range" else (base_lr + (max_lr - base_lr) * 0.999**step_size)
+    )
+    assert values[step_size] == pytest.approx(first_peak, rel=1e-5)
+
+
+class RecordLearningRate(keras.callbacks.Callback):
+    """The learning rate the optimizer applies to each batch, read before the batch runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+        self.learning_rates = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.steps.append(int(self.model.optimizer.iterations.numpy()))
+        self.learning_rates.append(float(self.model.optimizer.learning_rate))
+
+
+def tiny_model(schedule):
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=schedule), loss="mse")
+    return model
+
+
+def tiny_dataset():
+    x = np.linspace(-1, 1, 15, dtype="float32").reshape(5, 3)
+    return tf.data.Dataset.from_tensor_slices((x, x.sum(axis=1))).batch(2)  # 3 steps
+
+
+RESUME_PARAMS = {
+    **EXAMPLE_PARAMS,
+    "triangular": {"base_lr": 0.01, "max_lr": 0.05, "step_size": 2},
+    "triangular2": {"base_lr": 0.01, "max_lr": 0.05, "step_size": 2},
+    "exp_range": {"base_lr": 0.01, "max_lr": 0.05, "step_size": 2, "gamma": 0.9},
+    "modified_triangular2": {"base_lr": 0.01, "max_lr": 0.05, "step_size": 1, "reset_cycles": 2},
+    "one_cycle": {"max_lr": 0.05, "total_steps": 12},
+}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_resumed_training_sees_the_learning_rates_of_an_uninterrupted_run(tmp_path, policy):
+    data = tiny_dataset()
+    uninterrupted = RecordLearningRate()
+    tiny_model(make_schedule(policy, **RESUME_PARAMS[policy])).fit(
+        data, epochs=4, verbose=0, shuffle=False, callbacks=[uninterrupted]
+    )
+
+    first_half, second_half = RecordLearningRate(), RecordLearningRate()
+    model = tiny_model(make_schedule(policy, **RESUME_PARAMS[policy]))
+    model.fit(data, epochs=2, verbose=0, shuffle=False, callbacks=[first_half])
+    model.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    restored.fit(data, epochs=4, initial_epoch=2, verbose=0, shuffle=False, callbacks=[second_half])
+
+    assert uninterrupted.steps == list(range(12))
+    assert first_half.steps + second_half.steps == uninterrupted.steps
+    resumed = first_half.learning_rates + second_half.learning_rates
+    assert resumed == uninterrupted.learning_rates
+    if policy != "constant":
+        assert len(set(resumed)) > 1
+    saved_schedule = restored.optimizer.get_config()["learning_rate"]
+    assert saved_schedule["registered_name"].startswith("clr>")
+    assert keras.saving.deserialize_keras_object(saved_schedule).get_config() == (
+        make_schedule(policy, **RESUME_PARAMS[policy]).get_config()
+    )
+
+
+def test_classes_are_exposed_for_direct_use():
+    assert isinstance(make_schedule("triangular", **PNEUMOTHORAX), Triangular)
+    assert isinstance(make_schedule("exp_range", **PNEUMOTHORAX, gamma=0.9), ExpRange)
+    assert isinstance(make_schedule("modified_triangular2", **PNEUMOTHORAX), ModifiedTriangular2)
+    assert isinstance(make_schedule("one_cycle", max_lr=0.1, total_steps=10), OneCycle)
+    with pytest.raises(ValueError, match="max_lr"):
+        Triangular(base_lr=0.1, max_lr=0.01, step_size=2)

@@ -1,0 +1,136 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from snakemake.utils import validate
+from tiny_data import write_tiny_target
+
+from workflow_scripts.train import HISTORY_COLUMNS, train_run
+
+pytestmark = pytest.mark.slow
+METRICS_CONTRACT = {"accuracy", "auroc", "auroc_ci_low", "auroc_ci_high", "sensitivity",
+                    "specificity", "f1", "epochs", "train_seconds", "images_per_second",
+                    "epochs_to_target"}
+
+
+def schema_config(**changes):
+    """The full config the workflow would see: schema defaults plus `changes` per section."""
+    config = {"targets": ["Effusion"], **{key: dict(value) for key, value in changes.items()}}
+    validate(config, "config/schema.yaml")
+    return config
+
+
+def run_paths(folder):
+    return {name: folder / file for name, file in (
+        ("history", "history.csv"), ("lr", "lr.csv"), ("predictions", "predictions.parquet"),
+        ("metrics", "metrics.json"))}
+
+
+def tiny_run(tmp_path, arch, policy, epochs=2, **train_changes):
+    split, images, index = write_tiny_target(tmp_path / "data")
+    config = schema_config(
+        train={"epochs": epochs, "batch_size": 16, "threads": 1, "base_lr": 0.002,
+               "max_lr": 0.02, "step_size_epochs": 1, "target_accuracy": 0.6, **train_changes},
+        model={"mobilenet_alpha": 0.25}, metrics={"bootstrap_samples": 200})
+    return train_run(split=split, cache_images=images, cache_index=index,
+                     checkpoint_dir=tmp_path / "checkpoint", arch=arch, policy=policy, seed=0,
+                     settings=config["train"], model_settings=config["model"],
+                     metrics_settings=config["metrics"], image_size=32, threads=1)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet", "densenet121", "alexnet"])
+def test_each_architecture_trains_two_epochs_and_writes_every_output(tmp_path, arch):
+    result = tiny_run(tmp_path, arch, "triangular")
+    out = tmp_path / "run"
+    out.mkdir()
+    result.write(**run_paths(out), model=out / "model.keras")
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.columns) == HISTORY_COLUMNS and history["epoch"].tolist() == [1, 2]
+    assert history[["loss", "val_loss"]].notna().all().all()
+    steps = int(history["steps"].iloc[-1])
+    lr = pd.read_csv(out / "lr.csv")
+    assert lr["step"].tolist() == list(range(steps)) and lr["lr"].between(0.002, 0.02).all()
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert list(predictions.columns) == ["image_index", "patient_id", "label", "score"]
+    assert predictions["score"].between(0, 1).all() and len(predictions) == 48
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics.keys() >= METRICS_CONTRACT
+    assert metrics["epochs"] == 2 and metrics["auroc_ci_low"] <= metrics["auroc"]
+    assert (out / "model.keras").stat().st_size > 0
+    assert not (tmp_path / "checkpoint").exists(), "the checkpoint goes once outputs exist"
+
+
+def test_mobilenet_learns_the_tiny_task(tmp_path):
+    result = tiny_run(tmp_path, "mobilenet", "constant", epochs=6, learning_rate=0.01)
+    assert result.metrics["auroc"] > 0.8
+
+
+RUNNER = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_train import tiny_run, run_paths
+from workflow_scripts.stage import setup_logging
+setup_logging()
+folder = Path({folder!r})
+result = tiny_run(folder, "mobilenet", "triangular2", epochs=4)
+if result is None:
+    sys.exit(143)
+(folder / "run").mkdir()
+result.write(**run_paths(folder / "run"))
+"""
+
+
+def start_run(folder):
+    script = folder / "runner.py"
+    script.write_text(RUNNER.format(tests=os.path.dirname(__file__), folder=str(folder)))
+    return subprocess.Popen([sys.executable, str(script)], cwd=os.getcwd(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_epochs(folder, epochs, process, timeout=240):
+    state = folder / "checkpoint" / "state.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state.exists() and len(json.loads(state.read_text())["history"]) >= epochs:
+            return
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.2)
+    raise AssertionError(f"no checkpoint of epoch {epochs} within {timeout} s")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_with_the_same_learning_rate_at_every_step(tmp_path, stop):
+    uninterrupted = tmp_path / "uninterrupted"
+    uninterrupted.mkdir()
+    reference = start_run(uninterrupted)
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    first = start_run(interrupted)
+    wait_for_epochs(interrupted, 1, first)
+    first.send_signal(stop)
+    output = first.communicate(timeout=120)[0]
+    assert first.returncode in (-signal.SIGKILL, 143), output
+    if stop == signal.SIGTERM:
+        assert "SIGTERM: stopping after the current batch" in output
+    assert not (interrupted / "run").exists()
+
+    second = start_run(interrupted)
+    output = second.communicate(timeout=300)[0]
+    assert second.returncode == 0, output
+    assert "resuming after epoch" in output
+    assert reference.wait(timeout=300) == 0
+
+    history = pd.read_csv(interrupted / "run" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4], "no epoch repeated or missing"
+    resumed_lr = pd.read_csv(interrupted / "run" / "lr.csv")
+    reference_lr = pd.read_csv(uninterrupted / "run" / "lr.csv")
+    pd.testing.assert_frame_equal(resumed_lr, reference_lr)
+    np.testing.assert_array_equal(history["steps"],
+                                  pd.read_csv(uninterrupted / "run" / "history.csv")["steps"])

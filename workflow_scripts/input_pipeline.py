@@ -1,0 +1,109 @@
+"""The input pipeline: tf.data over the memory-mapped uint8 image cache.
+
+No image is decoded here: a batch is a gather of cache rows (a memcpy), and everything else
+(augmentation, scaling) runs in the model on the device. The training order of each epoch is
+a stateless shuffle seeded by (seed, epoch), so a job resumed at epoch k sees exactly the
+batches an uninterrupted job would have seen from epoch k on.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from workflow_scripts.build_image_cache import load_cache
+from workflow_scripts.stage import InputError, log
+
+
+@dataclass
+class SplitData:
+    """One split of one target, resolved to cache rows."""
+
+    rows: np.ndarray  # int64 rows of the cache array
+    labels: np.ndarray  # float32, 1 = disease
+    image_index: np.ndarray
+    patient_id: np.ndarray
+
+    def __len__(self):
+        return len(self.rows)
+
+    @property
+    def positives(self):
+        return int(self.labels.sum())
+
+
+def load_target(split_path, cache_array_path, cache_index_path, target="target"):
+    """(memory-mapped images, {split: SplitData}) for one target's split file."""
+    images, cache_rows = load_cache(cache_array_path, cache_index_path)
+    split = pd.read_parquet(split_path)
+    cached = split["image_index"].isin(cache_rows.index)
+    if not cached.all():
+        # Only images excluded by data.skip_unreadable can be absent from the cache.
+        log.warning("%s: %d images of the split are not in the cache (unreadable) and are "
+                    "left out", target, int((~cached).sum()))
+        split = split[cached]
+    parts = {}
+    for name in ("train", "val", "test"):
+        part = split[split["split"] == name]
+        parts[name] = SplitData(
+            rows=cache_rows.loc[part["image_index"]].to_numpy(np.int64),
+            labels=part["label"].to_numpy(np.float32),
+            image_index=part["image_index"].to_numpy(str),
+            patient_id=part["patient_id"].to_numpy(np.int64),
+        )
+    for name in ("train", "test"):
+        data = parts[name]
+        if data.positives == 0 or data.positives == len(data):
+            raise InputError(
+                f"{split_path}: the {name} split of {target} has {data.positives} positive and "
+                f"{len(data) - data.positives} negative images; training and evaluation need both. "
+                "Rebuild the split with more data or other fractions."
+            )
+    return images, parts
+
+
+def gather_batch(images, data):
+    """A numpy function returning (images[..., None], labels) for positions in `data`."""
+    def gather(positions):
+        rows = data.rows[positions]
+        order = np.argsort(rows)  # ascending rows read the memory map sequentially
+        return images[rows[order]][..., None], data.labels[positions[order]][:, None]
+    return gather
+
+
+def as_batches(positions, images, data):
+    size = images.shape[1]
+
+    def load(batch_positions):
+        batch_images, batch_labels = tf.numpy_function(
+            gather_batch(images, data), [batch_positions], (tf.uint8, tf.float32),
+            stateful=False)
+        batch_images.set_shape((None, size, size, 1))
+        batch_labels.set_shape((None, 1))
+        return batch_images, batch_labels
+
+    return positions.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def training_dataset(images, data, batch_size, seed, first_epoch, epochs):
+    """Batches of epochs first_epoch .. epochs-1, each shuffled by (seed, epoch)."""
+    count = len(data)
+
+    def epoch_positions(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    positions = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_positions)
+    return as_batches(positions, images, data).prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_dataset(images, data, batch_size):
+    """Batches in split order, for validation, test predictions and the benchmark."""
+    positions = tf.data.Dataset.range(len(data)).batch(batch_size)
+    return as_batches(positions, images, data).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(data, batch_size):
+    return -(-len(data) // batch_size)

@@ -1,0 +1,355 @@
+"""Stage `train`: one run of one target x architecture x policy x seed.
+
+The run trains on the target's train split, validates every epoch, and predicts the test
+split with the final model. Its learning rate is `make_schedule(policy, ...)` of the
+optimizer's step counter; cyclical bounds come from the config or else from the target's
+LR-finder result.
+
+Every epoch the model, the optimizer state (its step counter included), the history so far
+and the elapsed time are checkpointed in a folder that is not a declared output. A rerun
+after a kill, a preemption or a time limit resumes after the last finished epoch, with the
+same learning rate at the same step and the same batches the uninterrupted run would see. On
+SIGTERM the job stops after the current batch and exits non-zero, so that Snakemake retries
+it; the checkpoint of the last finished epoch is already on disk. The checkpoint is deleted
+once every output is written.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from workflow_scripts import device as device_settings
+from workflow_scripts.input_pipeline import (
+    evaluation_dataset,
+    load_target,
+    steps_per_epoch,
+    training_dataset,
+)
+from workflow_scripts.metrics import epochs_to_target, summarize_predictions
+from workflow_scripts.models import build_model
+from workflow_scripts.schedules import (
+    CYCLICAL_POLICIES,
+    make_schedule,
+    schedule_params,
+    schedule_values,
+)
+from workflow_scripts.stage import InputError, log, run
+
+EXIT_PREEMPTED = 128 + signal.SIGTERM  # what a shell reports for a SIGTERM'd process
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "auroc", "val_loss", "val_accuracy",
+                   "val_auroc", "lr", "seconds", "steps"]
+
+
+def with_lr_finder_bounds(policy, settings, lr_finder_path):
+    """Settings with base_lr/max_lr filled from the LR-finder result where the config has none."""
+    if policy not in CYCLICAL_POLICIES:
+        return dict(settings)
+    needed = ["max_lr"] if policy == "one_cycle" else ["base_lr", "max_lr"]
+    if all(settings.get(name) is not None for name in needed):
+        return dict(settings)
+    if not lr_finder_path:
+        raise InputError(f"train.{' and train.'.join(needed)} not set for policy {policy!r} and "
+                         "no LR-finder result given; set them or let the lr_finder rule run.")
+    found = json.loads(Path(lr_finder_path).read_text())
+    filled = dict(settings)
+    for name in needed:
+        if filled.get(name) is None:
+            filled[name] = float(found[name])
+    if policy != "one_cycle" and filled["base_lr"] >= filled["max_lr"]:
+        raise InputError(f"{lr_finder_path}: base_lr {filled['base_lr']} is not below max_lr "
+                         f"{filled['max_lr']}; set train.base_lr/max_lr explicitly.")
+    return filled
+
+
+def make_optimizer(settings, learning_rate):
+    """SGD with momentum (the paper's choice), Adam (its choice for Hernia) or RMSprop."""
+    name = settings["optimizer"]
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=settings["momentum"],
+                                    nesterov=settings["nesterov"])
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate, beta_1=settings["momentum"])
+    return keras.optimizers.RMSprop(learning_rate, momentum=settings["momentum"])
+
+
+def compile_model(model, optimizer, jit_compile):
+    model.compile(
+        optimizer=optimizer,
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auroc")],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def augmentation_settings(settings):
+    return settings["augmentation"] if settings["augment"] else None
+
+
+def new_model(arch, image_size, model_settings, train_settings, seed):
+    return build_model(
+        arch, image_size,
+        head=model_settings["head"],
+        dropout=model_settings["dropout"],
+        mobilenet_alpha=model_settings["mobilenet_alpha"],
+        weights=model_settings["weights"],
+        weights_dir=model_settings.get("weights_dir") or "resources/weights",
+        augmentation=augmentation_settings(train_settings),
+        seed=seed,
+    )
+
+
+class Checkpoint:
+    """The resumable state of one run, committed atomically by writing state.json last."""
+
+    def __init__(self, folder, fingerprint):
+        self.folder = Path(folder)
+        self.fingerprint = fingerprint
+
+    @property
+    def state_path(self):
+        return self.folder / "state.json"
+
+    def load(self):
+        """(model path, history rows, seconds) of the last finished epoch, or None."""
+        if not self.state_path.exists():
+            return None
+        state = json.loads(self.state_path.read_text())
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("checkpoint in %s is from other settings or data; starting afresh",
+                        self.folder)
+            self.clear()
+            return None
+        history = state["history"]
+        return self.folder / state["model"], history, state["seconds"]
+
+    def save(self, model, history, seconds):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        epoch = len(history)
+        model_name = f"model-epoch{epoch:04d}.keras"
+        model.save(self.folder / model_name)
+        state = {"fingerprint": self.fingerprint, "model": model_name, "history": history,
+                 "seconds": seconds}
+        temporary = self.folder / ".state.json.tmp"
+        temporary.write_text(json.dumps(state))
+        os.replace(temporary, self.state_path)
+        for old in self.folder.glob("model-epoch*.keras"):
+            if old.name != model_name:
+                old.unlink()
+
+    def clear(self):
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Per epoch: the history row, the step range, one log line, and the checkpoint."""
+
+    def __init__(self, checkpoint, history, seconds, schedule, epochs):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.history = history
+        self.seconds = seconds
+        self.schedule = schedule
+        self.epochs = epochs
+        self.stop_requested = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        self.first_step = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.stop_requested:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.stop_requested:
+            return  # an interrupted epoch is neither recorded nor checkpointed
+        elapsed = time.perf_counter() - self.started
+        self.seconds += elapsed
+        last_step = int(self.model.optimizer.iterations.numpy())
+        row = {"epoch": epoch + 1, **{key: float(logs[key]) for key in HISTORY_COLUMNS[1:7]},
+               "lr": float(schedule_values(self.schedule, self.first_step + 1)[-1]),
+               "seconds": elapsed, "steps": last_step}
+        self.history.append(row)
+        self.checkpoint.save(self.model, self.history, self.seconds)
+        log.info("epoch %d/%d  loss %.4f  accuracy %.4f  auroc %.4f  val_loss %.4f  "
+                 "val_accuracy %.4f  val_auroc %.4f  lr %.3g  %.1f s", epoch + 1, self.epochs,
+                 row["loss"], row["accuracy"], row["auroc"], row["val_loss"],
+                 row["val_accuracy"], row["val_auroc"], row["lr"], elapsed)
+
+
+def run_fingerprint(**facts):
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def lr_per_step(schedule, history, steps_in_epoch):
+    """The learning rate the optimizer used at every step of the run, with its epoch."""
+    total = history[-1]["steps"]
+    steps = np.arange(total)
+    return pd.DataFrame({"step": steps, "epoch": steps // steps_in_epoch + 1,
+                         "lr": schedule_values(schedule, total)})
+
+
+def predict(model, images, data, batch_size):
+    return model.predict(evaluation_dataset(images, data, batch_size), verbose=0).reshape(-1)
+
+
+@dataclass
+class RunResult:
+    history: pd.DataFrame
+    lr: pd.DataFrame
+    predictions: pd.DataFrame
+    metrics: dict
+    model: keras.Model
+    checkpoint: Checkpoint
+
+    def write(self, *, history, lr, predictions, metrics, model=None):
+        """Write the run's outputs; metrics.json last, then drop the checkpoint."""
+        if model:
+            self.model.save(model)
+        self.history.to_csv(history, index=False)
+        self.lr.to_csv(lr, index=False)
+        self.predictions.to_parquet(predictions, index=False)
+        write_json(metrics, self.metrics)
+        self.checkpoint.clear()
+
+
+def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy, seed,
+              settings, model_settings, metrics_settings, image_size, lr_finder=None,
+              threads=1, target="target"):
+    """Train (or resume) one run and evaluate it on the test split.
+
+    Returns a RunResult, or None when a SIGTERM stopped the run (its checkpoint is kept for
+    the retry).
+    """
+    device = device_settings.configure(settings, threads, seed)
+    settings = with_lr_finder_bounds(policy, settings, lr_finder)
+    images, parts = load_target(split, cache_images, cache_index, target)
+    train, val, test = parts["train"], parts["val"], parts["test"]
+    batch_size, epochs = settings["batch_size"], settings["epochs"]
+    steps = steps_per_epoch(train, batch_size)
+    params = schedule_params(policy, settings, steps, epochs)
+    schedule = make_schedule(policy, **params)
+    train_names = hashlib.sha256("\n".join(train.image_index).encode()).hexdigest()
+    checkpoint = Checkpoint(checkpoint_dir, run_fingerprint(
+        arch=arch, policy=policy, seed=seed, settings=settings, model=model_settings,
+        image_size=image_size, schedule=params, train_images=train_names))
+    log.info("%s %s %s seed %d on %s: %d train / %d val / %d test images, %d steps per epoch, "
+             "schedule %s", target, arch, policy, seed, device.description, len(train),
+             len(val), len(test), steps, params)
+
+    resumed = checkpoint.load()
+    with device.strategy.scope():
+        if resumed:
+            model_path, history, seconds = resumed
+            model = keras.models.load_model(model_path)
+            log.info("resuming after epoch %d from %s (optimizer step %d)", len(history),
+                     model_path, int(model.optimizer.iterations.numpy()))
+        else:
+            history, seconds = [], 0.0
+            model = new_model(arch, image_size, model_settings, settings, seed)
+            compile_model(model, make_optimizer(settings, schedule), device.xla)
+
+    recorder = EpochRecorder(checkpoint, history, seconds, schedule, epochs)
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: request_stop(recorder))
+    try:
+        first_epoch = len(history)
+        if first_epoch < epochs:
+            model.fit(
+                training_dataset(images, train, batch_size, seed, first_epoch, epochs),
+                validation_data=evaluation_dataset(images, val, batch_size),
+                epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                callbacks=[recorder], shuffle=False,  # the dataset is shuffled per epoch
+                verbose=1 if sys.stderr.isatty() else 0,
+            )
+        if recorder.stop_requested:
+            return None
+        test_scores = predict(model, images, test, batch_size)
+        val_scores = predict(model, images, val, batch_size)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+    history_frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    predictions = pd.DataFrame({
+        "image_index": test.image_index, "patient_id": test.patient_id,
+        "label": test.labels.astype(np.int8), "score": test_scores.astype(np.float32)})
+    metrics = summarize_predictions(
+        test.labels, test_scores, test.patient_id, val.labels, val_scores,
+        samples=metrics_settings["bootstrap_samples"], level=metrics_settings["ci_level"],
+        seed=seed)
+    train_seconds = float(history_frame["seconds"].sum())
+    metrics.update({
+        "epochs": epochs,
+        "train_seconds": train_seconds,
+        "images_per_second": len(train) * epochs / max(train_seconds, 1e-9),
+        "device_seconds": train_seconds * max(device.gpus, 1),
+        "gpus": device.gpus,
+        "device": device.description,
+        "train_accuracy": float(history_frame["accuracy"].iloc[-1]),
+        "best_val_accuracy": float(history_frame["val_accuracy"].max()),
+        "target_accuracy": settings["target_accuracy"],
+        "epochs_to_target": epochs_to_target(history_frame["val_accuracy"],
+                                             settings["target_accuracy"]),
+        "n_train": len(train), "n_val": len(val),
+        "settings": {"target": target, "arch": arch, "policy": policy, "seed": seed,
+                     "batch_size": batch_size, "steps_per_epoch": steps,
+                     "optimizer": settings["optimizer"], "momentum": settings["momentum"],
+                     "schedule": params},
+    })
+    return RunResult(history_frame, lr_per_step(schedule, history, steps), predictions, metrics,
+                     model, checkpoint)
+
+
+def request_stop(recorder):
+    log.warning("SIGTERM: stopping after the current batch; the last finished epoch's "
+                "checkpoint stays for the retry")
+    recorder.stop_requested = True
+
+
+def write_json(path, data):
+    temporary = Path(path).with_name(f".{Path(path).name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    os.replace(temporary, path)
+
+
+def main(snakemake):
+    lr_finder = snakemake.input.get("lr_finder") or None
+    result = train_run(
+        split=snakemake.input.split,
+        cache_images=snakemake.input.cache_images,
+        cache_index=snakemake.input.cache_index,
+        checkpoint_dir=snakemake.params.checkpoint,
+        arch=snakemake.wildcards.arch,
+        policy=snakemake.wildcards.policy,
+        seed=int(snakemake.wildcards.seed),
+        settings=snakemake.params.settings,
+        model_settings=snakemake.params.model,
+        metrics_settings=snakemake.params.metrics,
+        image_size=snakemake.params.image_size,
+        lr_finder=lr_finder,
+        threads=snakemake.threads,
+        target=snakemake.wildcards.target,
+    )
+    if result is None:
+        sys.exit(EXIT_PREEMPTED)
+    output = snakemake.output
+    result.write(history=output.history, lr=output.lr, predictions=output.predictions,
+                 metrics=output.metrics, model=output.get("model"))
+    metrics = result.metrics
+    log.info("test accuracy %.4f, AUROC %.4f (%.0f%% CI %.4f-%.4f), %.1f s of training",
+             metrics["accuracy"], metrics["auroc"], 100 * metrics["ci_level"],
+             metrics["auroc_ci_low"], metrics["auroc_ci_high"], metrics["train_seconds"])
+
+
+if __name__ == "__main__":
+    run(snakemake, main)  # noqa: F821 - `snakemake` is injected by the rule's script directive

@@ -7,8 +7,8 @@ from matplotlib.image import imread
 
 from workflow_scripts.lr_finder import suggest
 from workflow_scripts.lr_plots import plot_lr_finder, plot_schedules
+from workflow_scripts.policies import POLICIES
 from workflow_scripts.schedules import (
-    POLICIES,
     make_schedule,
     schedule_params,
     schedule_values,

@@ -10,9 +10,8 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workflow_scripts.policies import CYCLICAL_POLICIES, POLICIES
 from workflow_scripts.schedules import (
-    CYCLICAL_POLICIES,
-    POLICIES,
     SCHEDULE_SETTINGS,
     ExpRange,
     ModifiedTriangular2,

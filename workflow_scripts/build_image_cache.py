@@ -184,7 +184,7 @@ def load_cache(array_path, index_path):
 
 def main(snakemake):
     names = images_in_splits(snakemake.input.splits)
-    stats = build_cache(names, snakemake.params.images, int(snakemake.wildcards.size),
+    stats = build_cache(names, snakemake.input.images, int(snakemake.wildcards.size),
                         snakemake.output.images, snakemake.output.index,
                         workers=snakemake.threads,
                         skip_unreadable=snakemake.params.skip_unreadable)

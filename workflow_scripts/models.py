@@ -7,55 +7,20 @@ linear dense layers of 250, 50, 10 and 2 units, each with kernel L1 0.001 + L2 0
 0.01, activity L2 0.001 and batch normalization after it, then one sigmoid unit.
 
 ImageNet weights are read from local files only (the `fetch_weights` rule downloads them on a
-machine with internet): a compute node never downloads.
+machine with internet): a compute node never downloads. Keras has none for AlexNet, which
+then trains from scratch, as in the paper.
 """
-
-import os
-from pathlib import Path
 
 import keras
 from keras import layers, regularizers
 
 from workflow_scripts.augmentation import PaperAugmentation
-from workflow_scripts.stage import InputError
+from workflow_scripts.stage import InputError, log
+from workflow_scripts.weights import find_weights, weight_file
 
 ARCHITECTURES = ("mobilenet", "densenet121", "alexnet")
 MIN_IMAGE_SIZE = {"mobilenet": 32, "densenet121": 32, "alexnet": 32}
 PAPER_HEAD_UNITS = (250, 50, 10, 2)
-
-# Keras' own file names, so that files in ~/.keras/models work too.
-IMAGENET_WEIGHT_FILES = {
-    "mobilenet": "mobilenet_{alpha}_224_tf_no_top.h5",
-    "densenet121": "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-}
-IMAGENET_WEIGHT_URLS = {
-    "mobilenet": "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/",
-    "densenet121": "https://storage.googleapis.com/tensorflow/keras-applications/densenet/",
-}
-
-
-def imagenet_weight_file(arch, alpha=1.0):
-    if arch not in IMAGENET_WEIGHT_FILES:
-        raise InputError(f"model.weights: imagenet weights do not exist for {arch!r} in Keras; "
-                         "use model.weights: none for it.")
-    alpha_text = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}[float(alpha)]
-    return IMAGENET_WEIGHT_FILES[arch].format(alpha=alpha_text)
-
-
-def find_imagenet_weights(arch, alpha, weights_dir):
-    """The local ImageNet weight file, or InputError saying to run the fetch_weights rule."""
-    name = imagenet_weight_file(arch, alpha)
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    candidates = [Path(weights_dir) / name, keras_home / "models" / name]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise InputError(
-        f"model.weights is imagenet but {name} is not in {candidates[0].parent} or "
-        f"{candidates[1].parent}, and compute nodes never download. On a machine with internet "
-        f"run: snakemake fetch_weights (or set model.weights_dir to where the file is)."
-    )
-
 
 def to_rgb_in(backbone_scaling):
     """Gray [0, 255] -> three channels scaled as the backbone was trained."""
@@ -126,11 +91,22 @@ def simple_head(x, dropout):
     return layers.Dropout(dropout, name="head_dropout")(x)
 
 
+def nested_layers(layer):
+    """`layer` and every layer inside it, backbones included."""
+    yield layer
+    for inner in getattr(layer, "layers", []):
+        yield from nested_layers(inner)
+
+
 def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=1.0,
-                weights="none", weights_dir="resources/weights", augmentation=None, seed=0):
+                batch_norm_momentum=0.99, weights="none", weights_dir=None,
+                augmentation=None, seed=0):
     """The classifier for uint8 (size, size, 1) images with one sigmoid output (float32).
 
     `augmentation` is a dict of PaperAugmentation arguments, or None for no augmentation.
+    `batch_norm_momentum` replaces Keras' 0.99 in every batch normalization layer: a run of a
+    few hundred steps needs a shorter memory (e.g. 0.9), or the running statistics used at
+    inference still lag far behind the weights and every prediction comes out the same.
     """
     if arch not in ARCHITECTURES:
         raise InputError(
@@ -140,7 +116,10 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
                          f"{MIN_IMAGE_SIZE[arch]} px; raise image_size.")
     pretrained = None
     if weights == "imagenet":
-        pretrained = str(find_imagenet_weights(arch, mobilenet_alpha, weights_dir))
+        if weight_file(arch) is None:
+            log.warning("no ImageNet weights exist for %s in Keras: it trains from scratch", arch)
+        else:
+            pretrained = str(find_weights(arch, mobilenet_alpha, weights_dir))
     keras.utils.set_random_seed(seed)
 
     inputs = keras.Input((image_size, image_size, 1), dtype="uint8", name="image")
@@ -160,4 +139,8 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
         x = alexnet_backbone(image_size)(x)
     x = paper_head(x, dropout) if head == "paper" else simple_head(x, dropout)
     outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="disease")(x)
-    return keras.Model(inputs, outputs, name=f"{arch}_{head}")
+    model = keras.Model(inputs, outputs, name=f"{arch}_{head}")
+    for layer in nested_layers(model):
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = batch_norm_momentum
+    return model

@@ -27,22 +27,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from workflow_scripts.policies import POLICIES
 from workflow_scripts.stage import InputError
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 
-POLICIES = (
-    "constant",
-    "time_decay",
-    "triangular",
-    "triangular2",
-    "exp_range",
-    "modified_triangular2",
-    "one_cycle",
-)
-
-# Policies whose bounds come from the LR range test; one_cycle takes `max_lr` only.
-CYCLICAL_POLICIES = ("triangular", "triangular2", "exp_range", "modified_triangular2", "one_cycle")
 
 # The flat training settings that `schedule_params` reads; everything else in a settings
 # dict (epochs, batch_size, optimizer, ...) belongs to other stages.

@@ -37,12 +37,8 @@ from workflow_scripts.input_pipeline import (
 )
 from workflow_scripts.metrics import epochs_to_target, summarize_predictions
 from workflow_scripts.models import build_model
-from workflow_scripts.schedules import (
-    CYCLICAL_POLICIES,
-    make_schedule,
-    schedule_params,
-    schedule_values,
-)
+from workflow_scripts.policies import lr_bounds
+from workflow_scripts.schedules import make_schedule, schedule_params, schedule_values
 from workflow_scripts.stage import InputError, log, run
 
 EXIT_PREEMPTED = 128 + signal.SIGTERM  # what a shell reports for a SIGTERM'd process
@@ -52,9 +48,7 @@ HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "auroc", "val_loss", "val_accura
 
 def with_lr_finder_bounds(policy, settings, lr_finder_path):
     """Settings with base_lr/max_lr filled from the LR-finder result where the config has none."""
-    if policy not in CYCLICAL_POLICIES:
-        return dict(settings)
-    needed = ["max_lr"] if policy == "one_cycle" else ["base_lr", "max_lr"]
+    needed = lr_bounds(policy)
     if all(settings.get(name) is not None for name in needed):
         return dict(settings)
     if not lr_finder_path:
@@ -102,8 +96,9 @@ def new_model(arch, image_size, model_settings, train_settings, seed):
         head=model_settings["head"],
         dropout=model_settings["dropout"],
         mobilenet_alpha=model_settings["mobilenet_alpha"],
+        batch_norm_momentum=model_settings["batch_norm_momentum"],
         weights=model_settings["weights"],
-        weights_dir=model_settings.get("weights_dir") or "resources/weights",
+        weights_dir=model_settings["weights_dir"],
         augmentation=augmentation_settings(train_settings),
         seed=seed,
     )

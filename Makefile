@@ -1,0 +1,40 @@
+# The two set-up commands of the README:
+#   make demo   installs everything into .venv and runs the demo workflow end to end
+#   make test   installs everything and runs the linters and the whole test suite (as root it
+#               also starts a one-node SLURM cluster for the cluster tests, and stops it)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[cpu,dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/snakemake --cores $(CORES)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint
+
+test: lint
+	@if [ "$$(id -u)" = 0 ]; then \
+	    tests/slurm/start-cluster.sh || exit 1; \
+	    REQUIRE_SLURM=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS); \
+	    status=$$?; tests/slurm/stop-cluster.sh; exit $$status; \
+	else \
+	    echo "not root: the SLURM cluster tests are skipped (run as root to include them)"; \
+	    PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slurm" $(PYTEST_ARGS); \
+	fi
+
+bench: $(VENV)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tests/benchmarks/run.py
+
+clean:
+	rm -rf results logs .snakemake report.zip

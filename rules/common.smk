@@ -1,0 +1,162 @@
+import os
+import re
+from types import SimpleNamespace
+
+# Snakemake puts this folder on sys.path, here and in every rule script, so the
+# workflow_scripts package imports in whatever environment a job runs.
+from workflow_scripts.labels import check_targets
+from workflow_scripts.policies import lr_bounds
+from workflow_scripts.weights import DEFAULT_DIR, weight_file, weight_url
+
+check_targets(config["targets"])
+check_targets(config["overrides"], key="overrides")
+TARGETS = config["targets"]
+ARCHITECTURES = config["architectures"]
+POLICIES = config["policies"]
+SEEDS = config["seeds"]
+IMAGE_SIZE = config["image_size"]
+CACHE_IMAGES = f"results/cache/{IMAGE_SIZE}/images.npy"
+CACHE_INDEX = f"results/cache/{IMAGE_SIZE}/index.parquet"
+RUN = "results/runs/{target}/{arch}/{policy}/seed{seed}"
+WEIGHTS_DIR = config["model"]["weights_dir"] or DEFAULT_DIR
+ALPHA = config["model"]["mobilenet_alpha"]
+# ImageNet weight files of the configured architectures that have them (AlexNet has none).
+WEIGHT_FILES = {
+    arch: f"{WEIGHTS_DIR}/{weight_file(arch, ALPHA)}"
+    for arch in ARCHITECTURES
+    if weight_file(arch, ALPHA)
+}
+
+if config["data"]["source"] == "nih":
+    for key in ("metadata", "images"):
+        if not config["data"][key]:
+            raise ValueError(
+                f"data.{key} is required when data.source is nih: set it to the path of "
+                "the NIH download (see config/nih.yaml)."
+            )
+for target, override in config["overrides"].items():
+    if "save_model" in override.get("train", {}):
+        raise ValueError(
+            f"overrides.{target}.train.save_model: saving models is set for all targets "
+            "at once; use train.save_model."
+        )
+
+
+def one_of(names):
+    """A wildcard pattern matching exactly the configured names, nothing else."""
+    return "|".join(re.escape(str(name)) for name in names)
+
+
+wildcard_constraints:
+    target=one_of(TARGETS),
+    arch=one_of(ARCHITECTURES),
+    policy=one_of(POLICIES),
+    seed=one_of(SEEDS),
+    size=one_of([IMAGE_SIZE]),
+
+
+def merged(defaults, changes):
+    """`defaults` with `changes` applied, nested dicts merged key by key."""
+    result = dict(defaults)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            value = merged(result[key], value)
+        result[key] = value
+    return result
+
+
+def target_settings(target, section):
+    """A config section (train, lr_finder, model) with the target's overrides applied."""
+    return merged(config[section], config["overrides"].get(target, {}).get(section, {}))
+
+
+def metadata_path():
+    if config["data"]["source"] == "demo":
+        return "results/demo/Data_Entry_2017_v2020.csv"
+    return config["data"]["metadata"]
+
+
+def images_root():
+    if config["data"]["source"] == "demo":
+        return "results/demo/images_001"
+    return config["data"]["images"]
+
+
+def imagenet_weights(wildcards):
+    """The local weight file a job reads when model.weights is imagenet."""
+    if config["model"]["weights"] == "imagenet" and wildcards.arch in WEIGHT_FILES:
+        return WEIGHT_FILES[wildcards.arch]
+    return []
+
+
+def lr_finder_result(wildcards):
+    """The LR-finder bounds a cyclical run needs, unless the config sets them."""
+    settings = target_settings(wildcards.target, "train")
+    if any(settings[bound] is None for bound in lr_bounds(wildcards.policy)):
+        return f"results/lr_finder/{wildcards.target}/{wildcards.arch}.json"
+    return []
+
+
+def run_outputs():
+    outputs = {
+        "history": f"{RUN}/history.csv",
+        "lr": f"{RUN}/lr.csv",
+        "predictions": f"{RUN}/predictions.parquet",
+        "metrics": f"{RUN}/metrics.json",
+    }
+    if config["train"]["save_model"]:
+        outputs["model"] = f"{RUN}/model.keras"
+    return outputs
+
+
+def run_metrics(targets=TARGETS):
+    return expand(
+        f"{RUN}/metrics.json",
+        target=targets,
+        arch=ARCHITECTURES,
+        policy=POLICIES,
+        seed=SEEDS,
+    )
+
+
+def report_inputs(wildcards):
+    """What the report of one target reads: label counts, split summary, the LR-finder
+    results its cyclical runs take bounds from, and its run outputs. With
+    report.allow_missing, only runs (and LR-finder results) that exist, so that reporting
+    schedules no training."""
+    run_files = [path for name, path in run_outputs().items() if name != "model"]
+    runs = [
+        expand(run_files, target=wildcards.target, arch=arch, policy=policy, seed=seed)
+        for arch in ARCHITECTURES
+        for policy in POLICIES
+        for seed in SEEDS
+    ]
+    lr_finder = sorted(
+        {
+            lr_finder_result(SimpleNamespace(target=wildcards.target, arch=arch, policy=policy))
+            or ""
+            for arch in ARCHITECTURES
+            for policy in POLICIES
+        }
+        - {""}
+    )
+    lr_finder = [path for json in lr_finder for path in (json, json.replace(".json", ".csv"))]
+    if config["report"]["allow_missing"]:
+        runs = [files for files in runs if all(os.path.exists(f) for f in files)]
+        lr_finder = [path for path in lr_finder if os.path.exists(path)]
+    return {
+        "label_counts": "results/labels/label_counts.csv",
+        "split_summary": "results/splits/summary.csv",
+        "lr_finder": lr_finder,
+        "runs": [path for files in runs for path in files],
+    }
+
+
+def final_outputs():
+    return [
+        "results/labels/label_counts.csv",
+        "results/splits/summary.csv",
+        *expand("results/lr_finder/{target}/{arch}.png", target=TARGETS, arch=ARCHITECTURES),
+        *run_metrics(),
+        "results/report/report.html",
+    ]

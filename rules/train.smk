@@ -1,0 +1,47 @@
+rule train:
+    input:
+        split=rules.make_split.output.split,
+        # ancient: see rule lr_finder; cached pixels of an image never change.
+        cache_images=ancient(CACHE_IMAGES),
+        cache_index=ancient(CACHE_INDEX),
+        lr_finder=lr_finder_result,
+        weights=imagenet_weights,
+    output:
+        **run_outputs(),
+    log:
+        "logs/train/{target}/{arch}/{policy}/seed{seed}.log",
+    params:
+        settings=lambda wildcards: target_settings(wildcards.target, "train"),
+        model=lambda wildcards: target_settings(wildcards.target, "model"),
+        metrics=config["metrics"],
+        image_size=IMAGE_SIZE,
+        # Resumable state lives outside the outputs, which Snakemake deletes before a retry.
+        checkpoint="results/checkpoints/{target}/{arch}/{policy}/seed{seed}",
+    threads: lambda wildcards: target_settings(wildcards.target, "train")["threads"]
+    resources:
+        gpu=lambda wildcards: target_settings(wildcards.target, "train")["gpus"],
+        mem_mb=lambda wildcards, attempt: target_settings(wildcards.target, "train")["mem_mb"]
+        * attempt,
+        runtime=lambda wildcards, attempt: target_settings(wildcards.target, "train")["runtime"]
+        * attempt,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/train.py"
+
+
+if WEIGHT_FILES:
+
+    # Runs where it is started (the login node on a cluster): compute nodes never download.
+    rule fetch_weights:
+        output:
+            weights=list(WEIGHT_FILES.values()),
+        log:
+            "logs/fetch_weights.log",
+        params:
+            urls=[weight_url(arch, ALPHA) for arch in WEIGHT_FILES],
+        localrule: True
+        conda:
+            "../envs/data.yaml"
+        script:
+            "../workflow_scripts/weights.py"

@@ -1,0 +1,104 @@
+# The comparison report: one job per target (results/report/{target}/), then the whole
+# report assembled from them. Both are cheap and run where Snakemake runs, never on SLURM.
+localrules:
+    report_target,
+    report,
+
+
+REPORT_PARAMS = {
+    "grid": {
+        "targets": TARGETS,
+        "architectures": ARCHITECTURES,
+        "policies": POLICIES,
+        "seeds": SEEDS,
+    },
+    "report": config["report"],
+    "metrics": config["metrics"],
+    "source": config["data"]["source"],
+}
+TARGET_REPORT = "results/report/{target}"
+# Figures of one target in Snakemake's report: name -> (category, label); the caption of
+# each is report/<name>.rst, which the HTML report shows too.
+TARGET_FIGURES = {
+    "lr_schedules": ("Learning rates", "learning rate over the run"),
+    "lr_finder": ("Learning rates", "LR range test"),
+    "validation_curves": ("Training", "validation accuracy and loss"),
+    "accuracy_vs_device_time": ("Training", "accuracy against device time"),
+    "roc_curves": ("Test results", "ROC curves"),
+    "auroc_by_policy": ("Test results", "AUROC per policy"),
+}
+
+
+rule report_target:
+    input:
+        unpack(report_inputs),
+    output:
+        html=f"{TARGET_REPORT}/report.html",
+        tables=directory(f"{TARGET_REPORT}/tables"),
+        label_distribution=f"{TARGET_REPORT}/figures/label_distribution.png",
+        **{
+            name: report(
+                f"{TARGET_REPORT}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category=category,
+                subcategory="{target}",
+                labels={"target": "{target}", "figure": label},
+            )
+            for name, (category, label) in TARGET_FIGURES.items()
+        },
+    log:
+        "logs/report/{target}.log",
+    params:
+        **REPORT_PARAMS,
+        runs="results/runs",
+        train_settings={target: target_settings(target, "train") for target in TARGETS},
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/report.py"
+
+
+rule report:
+    input:
+        label_counts="results/labels/label_counts.csv",
+        target_reports=expand(rules.report_target.output.html, target=TARGETS),
+        target_tables=expand(rules.report_target.output.tables, target=TARGETS),
+        target_figures=expand(
+            f"{TARGET_REPORT}/figures/{{figure}}.png",
+            target=TARGETS,
+            figure=["label_distribution", *TARGET_FIGURES],
+        ),
+    output:
+        html=report(
+            "results/report/report.html",
+            caption="../report/report.rst",
+            category="Comparison report",
+            labels={"file": "report.html"},
+        ),
+        tables=report(
+            directory("results/report/tables"),
+            patterns=["{table}.csv"],
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+        policy_overview=report(
+            "results/report/figures/policy_overview.png",
+            caption="../report/policy_overview.rst",
+            category="Comparison report",
+            labels={"file": "policy overview"},
+        ),
+        label_distribution=report(
+            "results/report/figures/label_distribution.png",
+            caption="../report/label_distribution.rst",
+            category="Data",
+            labels={"figure": "label distribution"},
+        ),
+    log:
+        "logs/report/report.log",
+    params:
+        **REPORT_PARAMS,
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/report.py"

@@ -1,0 +1,232 @@
+"""Generated workflow results in the exact formats the stages write, without any training.
+
+`write_fake_results` fills a `results/` folder with what the report reads: label counts
+(parse_metadata), the split summary (split_summary), LR-finder results (lr_finder) and, per
+target x architecture x policy x seed, a run folder as `workflow_scripts.train` writes it
+(history.csv, lr.csv, predictions.parquet, metrics.json). Scores are drawn so that a policy's
+`skill` sets how well it separates the classes; every metric in metrics.json is computed from
+the written predictions, so the report's numbers can be checked against them.
+"""
+
+import json
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from workflow_scripts.labels import LABELS
+from workflow_scripts.metrics import bootstrap_auroc_interval, threshold_metrics
+
+POLICIES = ("constant", "time_decay", "triangular", "triangular2", "exp_range",
+            "modified_triangular2", "one_cycle")
+# How well each policy separates the classes (logit shift of positives over negatives).
+DEFAULT_SKILL = {"constant": 1.0, "time_decay": 1.1, "triangular": 1.6, "triangular2": 1.3,
+                 "exp_range": 1.2, "modified_triangular2": 1.4, "one_cycle": 1.5}
+SECONDS_PER_EPOCH = {"mobilenet": 2.0, "densenet121": 5.0, "alexnet": 1.5}
+SETTINGS = {"batch_size": 16, "optimizer": "sgd", "momentum": 0.9, "learning_rate": 0.01,
+            "decay": 0.0005, "base_lr": None, "max_lr": None, "step_size_epochs": 2,
+            "gamma": 0.99994, "reset_cycles": 3, "div_factor": 25, "final_div_factor": 10000,
+            "pct_start": 0.3}
+LR_FINDER_BOUNDS = {"max_lr": 0.03, "base_lr": 0.0075}
+
+
+def per_target(value, target):
+    return value[target] if isinstance(value, dict) else value
+
+
+def schedule_of(policy, settings, steps_per_epoch, epochs):
+    """The make_schedule parameters of `policy`, as train.py records them in metrics.json."""
+    step_size = max(1, math.floor(settings["step_size_epochs"] * steps_per_epoch + 0.5))
+    cyclical = {"base_lr": settings["base_lr"], "max_lr": settings["max_lr"],
+                "step_size": step_size}
+    return {
+        "constant": {"learning_rate": settings["learning_rate"]},
+        "time_decay": {"learning_rate": settings["learning_rate"], "decay": settings["decay"]},
+        "triangular": cyclical,
+        "triangular2": cyclical,
+        "exp_range": {**cyclical, "gamma": settings["gamma"]},
+        "modified_triangular2": {**cyclical, "reset_cycles": settings["reset_cycles"]},
+        "one_cycle": {"max_lr": settings["max_lr"], "total_steps": steps_per_epoch * epochs,
+                      "div_factor": settings["div_factor"],
+                      "final_div_factor": settings["final_div_factor"],
+                      "pct_start": settings["pct_start"]},
+    }[policy]
+
+
+def learning_rates(policy, schedule, total_steps):
+    """The learning rate at steps 0 .. total_steps - 1 (the formulas of schedules.py)."""
+    step = np.arange(total_steps, dtype=np.float64)
+    if policy == "constant":
+        return np.full(total_steps, schedule["learning_rate"])
+    if policy == "time_decay":
+        return schedule["learning_rate"] / (1 + schedule["decay"] * step)
+    if policy == "one_cycle":
+        initial = schedule["max_lr"] / schedule["div_factor"]
+        final = initial / schedule["final_div_factor"]
+        peak = schedule["pct_start"] * schedule["total_steps"] - 1
+
+        def anneal(start, end, fraction):
+            return end + (start - end) / 2 * (1 + np.cos(np.pi * np.clip(fraction, 0, 1)))
+
+        return np.where(step <= peak, anneal(initial, schedule["max_lr"], step / peak),
+                        anneal(schedule["max_lr"], final,
+                               (step - peak) / (schedule["total_steps"] - 1 - peak)))
+    cycle = np.floor(1 + step / (2 * schedule["step_size"]))
+    wave = np.maximum(0, 1 - np.abs(step / schedule["step_size"] - 2 * cycle + 1))
+    scale = {"triangular": np.ones_like(cycle), "triangular2": 2.0 ** -(cycle - 1),
+             "exp_range": schedule.get("gamma", 1.0) ** step,
+             "modified_triangular2": 2.0 ** -((cycle - 1) % schedule.get("reset_cycles", 3)),
+             }[policy]
+    return schedule["base_lr"] + (schedule["max_lr"] - schedule["base_lr"]) * wave * scale
+
+
+def fake_test_set(target, n_images, seed=0):
+    """Test images of one target: 1-3 images per patient, about half of them positive."""
+    rng = np.random.default_rng([seed, zlib.crc32(target.encode())])
+    patients = np.repeat(np.arange(n_images), rng.integers(1, 4, n_images))[:n_images]
+    labels = (rng.random(n_images) < 0.5).astype(np.int8)
+    labels[:2] = [0, 1]  # both classes, however small the set
+    return pd.DataFrame({
+        "image_index": [f"{10_000 + p:08d}_{i:03d}.png" for i, p in enumerate(patients)],
+        "patient_id": patients + 10_000, "label": labels})
+
+
+def fake_history(rng, epochs, final_val_accuracy, speed, lrs, steps_per_epoch, seconds):
+    """Per epoch: accuracies rising towards the final ones (faster with larger `speed`)."""
+    epoch = np.arange(1, epochs + 1)
+    progress = 1 - np.exp(-3.0 * speed * epoch / epochs)
+    progress = progress / progress[-1]
+    val_accuracy = 0.5 + (final_val_accuracy - 0.5) * progress + rng.normal(0, 0.004, epochs)
+    accuracy = np.clip(val_accuracy + 0.03, 0, 1)
+    loss = 0.75 - 0.4 * progress + rng.normal(0, 0.005, epochs)
+    return pd.DataFrame({
+        "epoch": epoch, "loss": loss, "accuracy": accuracy, "auroc": np.clip(accuracy + 0.05, 0, 1),
+        "val_loss": loss + 0.05, "val_accuracy": np.clip(val_accuracy, 0, 1),
+        "val_auroc": np.clip(val_accuracy + 0.05, 0, 1),
+        "lr": lrs[(epoch - 1) * steps_per_epoch], "seconds": seconds,
+        "steps": epoch * steps_per_epoch})
+
+
+def write_run(folder, *, target, arch, policy, seed, test, skill, epochs, steps_per_epoch,
+              settings, gpus, bootstrap_samples):
+    """One run folder as train.py writes it; returns its metrics dict."""
+    rng = np.random.default_rng([seed, *(zlib.crc32(name.encode()) for name in (target, arch,
+                                                                             policy))])
+    labels = test["label"].to_numpy()
+    logits = skill * (2 * labels - 1) + rng.normal(0, 1.6, len(labels))
+    scores = (1 / (1 + np.exp(-logits))).astype(np.float32)
+    schedule = schedule_of(policy, settings, steps_per_epoch, epochs)
+    lrs = learning_rates(policy, schedule, steps_per_epoch * epochs)
+    seconds = SECONDS_PER_EPOCH.get(arch, 2.0) * rng.uniform(0.95, 1.05, epochs)
+    at_half = threshold_metrics(labels, scores, 0.5)
+    history = fake_history(rng, epochs, at_half["accuracy"], skill, lrs, steps_per_epoch, seconds)
+    low, high = bootstrap_auroc_interval(labels, scores, test["patient_id"], bootstrap_samples,
+                                         seed=seed)
+    train_seconds = float(history["seconds"].sum())
+    n_train = steps_per_epoch * settings["batch_size"]
+    metrics = {
+        **at_half, "auroc": float(roc_auc_score(labels, scores)), "auroc_ci_low": low,
+        "auroc_ci_high": high, "ci_level": 0.95, "val_threshold": 0.5,
+        "at_val_threshold": at_half, "n_test": len(labels),
+        "n_test_positives": int(labels.sum()), "n_test_patients": int(test["patient_id"].nunique()),
+        "epochs": epochs, "train_seconds": train_seconds,
+        "images_per_second": n_train * epochs / train_seconds,
+        "device_seconds": train_seconds * max(gpus, 1), "gpus": gpus,
+        "device": f"{gpus} x GPU" if gpus else "CPU",
+        "train_accuracy": float(history["accuracy"].iloc[-1]),
+        "best_val_accuracy": float(history["val_accuracy"].max()), "target_accuracy": None,
+        "epochs_to_target": None, "n_train": n_train, "n_val": n_train // 9,
+        "settings": {"target": target, "arch": arch, "policy": policy, "seed": seed,
+                     "batch_size": settings["batch_size"], "steps_per_epoch": steps_per_epoch,
+                     "optimizer": settings["optimizer"], "momentum": settings["momentum"],
+                     "schedule": schedule},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    history.to_csv(folder / "history.csv", index=False)
+    pd.DataFrame({"step": np.arange(len(lrs)), "epoch": np.arange(len(lrs)) // steps_per_epoch + 1,
+                  "lr": lrs}).to_csv(folder / "lr.csv", index=False)
+    test.assign(score=scores).to_parquet(folder / "predictions.parquet", index=False)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def write_lr_finder(folder, target, arch, rule="min_loss"):
+    """results/lr_finder/{target}/{arch}.csv and .json as the lr_finder stage writes them."""
+    lrs = np.geomspace(1e-7, 1.0, 60)
+    loss = 0.7 - 0.2 / (1 + np.exp(-3 * (np.log10(lrs) + 3.5))) + 2.0 * lrs ** 2
+    curve = pd.DataFrame({"step": np.arange(len(lrs)), "lr": lrs, "loss": loss,
+                          "smoothed_loss": pd.Series(loss).ewm(alpha=0.2).mean()})
+    best = int(np.argmin(curve["smoothed_loss"]))
+    picked = {"max_lr": LR_FINDER_BOUNDS["max_lr"], "base_lr": LR_FINDER_BOUNDS["base_lr"],
+              "lr": float(lrs[best]), "step": best}
+    summary = {"target": target, "arch": arch, "rule": rule, **picked,
+               "suggestions": {name: dict(picked) for name in ("min_loss", "steepest", "valley")},
+               "stopped_early": False, "stop_reason": "all 60 steps ran, up to lr 1",
+               "steps_run": len(lrs), "sweep": {"min_lr": 1e-7, "max_lr": 1.0, "num_steps": 60,
+                                                "beta": 0.98, "stop_factor": 4}}
+    folder.mkdir(parents=True, exist_ok=True)
+    curve.to_csv(folder / f"{arch}.csv", index=False)
+    (folder / f"{arch}.json").write_text(json.dumps(summary, indent=2))
+
+
+def write_label_counts(results):
+    """label_counts.csv and summary.json with Table 1's counts divided by 40."""
+    counts = pd.DataFrame({"label": list(LABELS),
+                           "single_label_images": [1509] + [20 * (i + 3) for i in range(14)],
+                           "images": [1509] + [45 * (i + 3) for i in range(14)]})
+    folder = Path(results) / "labels"
+    folder.mkdir(parents=True, exist_ok=True)
+    counts.to_csv(folder / "label_counts.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps({"n_images": 2803, "n_patients": 800,
+                                                     "n_label_sets": 60}))
+    return counts
+
+
+def write_fake_results(results, *, targets=("Effusion", "Pneumothorax"),
+                       architectures=("mobilenet",), policies=POLICIES, seeds=(0, 1),
+                       test_images=120, epochs=6, steps_per_epoch=8, gpus=0, skill=None,
+                       settings=None, lr_finder=True, bootstrap_samples=100):
+    """Write a results folder; returns a dict with the settings per target and the test sets.
+
+    `test_images`, `epochs` and `steps_per_epoch` may be dicts per target. With `lr_finder`
+    the cyclical runs use LR-finder bounds (LR_FINDER_BOUNDS) and the finder's files are
+    written; otherwise `settings` must set base_lr and max_lr.
+    """
+    results = Path(results)
+    skill = {**DEFAULT_SKILL, **(skill or {})}
+    settings = {**SETTINGS, **(settings or {})}
+    run_settings = {**settings, **({k: v for k, v in LR_FINDER_BOUNDS.items()
+                                    if settings[k] is None} if lr_finder else {})}
+    write_label_counts(results)
+    tests, split_rows = {}, []
+    for target in targets:
+        test = fake_test_set(target, per_target(test_images, target))
+        tests[target] = test
+        train = per_target(steps_per_epoch, target) * settings["batch_size"]
+        val, positives = max(2, train // 9), int(test["label"].sum())
+        share = positives / len(test)
+        split_rows.append({"target": target, "positives": round(share * (train + val)) + positives,
+                           "negatives": round((1 - share) * (train + val)) + len(test) - positives,
+                           "train": train, "val": val, "test": len(test),
+                           "train_positives": round(share * train),
+                           "val_positives": round(share * val), "test_positives": positives,
+                           "patients": int(test["patient_id"].nunique()) + (train + val) // 2})
+        for arch in architectures:
+            if lr_finder:
+                write_lr_finder(results / "lr_finder" / target, target, arch)
+            for policy in policies:
+                for seed in seeds:
+                    write_run(results / "runs" / target / arch / policy / f"seed{seed}",
+                              target=target, arch=arch, policy=policy, seed=seed, test=test,
+                              skill=skill[policy] * (1.1 if arch == "densenet121" else 1.0),
+                              epochs=per_target(epochs, target),
+                              steps_per_epoch=per_target(steps_per_epoch, target),
+                              settings=run_settings, gpus=gpus,
+                              bootstrap_samples=bootstrap_samples)
+    (results / "splits").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(split_rows).to_csv(results / "splits" / "summary.csv", index=False)
+    return {"results": results, "tests": tests,
+            "settings": {target: dict(settings) for target in targets}}

@@ -1,0 +1,508 @@
+"""The comparison report built from generated run outputs (tests/fake_runs.py), no training.
+
+Every table's numbers are recomputed here from the run files with sklearn and pandas, and
+compared with the report's; figures must be decodable PNGs and the HTML self-contained.
+"""
+
+import html
+import io
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from fake_runs import LR_FINDER_BOUNDS, POLICIES, write_fake_results
+from matplotlib import image as mpimg
+from sklearn.metrics import roc_auc_score
+
+from workflow_scripts.metrics import weighted_auroc
+from workflow_scripts.report import (
+    TABLES,
+    TARGET_FIGURES,
+    ReportSettings,
+    build_report,
+    build_target_report,
+    read_target_report,
+    render_html,
+    report_notes,
+    summarize_target,
+    write_figures,
+    write_tables,
+    write_target_report,
+)
+from workflow_scripts.report_tables import Grid, patient_draws, weighted_aurocs
+from workflow_scripts.stage import InputError
+
+TARGETS = ("Effusion", "Pneumothorax")
+ARCHITECTURES = ("mobilenet", "alexnet")
+SEEDS = (0, 1, 2)
+BASELINES = ("constant", "time_decay")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def settings_for(grid, **changes):
+    return ReportSettings(grid=grid, baselines=BASELINES, samples=300, level=0.95,
+                          source="demo", **changes)
+
+
+def build_all(results, info, settings, targets=TARGETS):
+    """Per-target reports written under results/report/, read back, and the whole report."""
+    label_counts = pd.read_csv(results / "labels" / "label_counts.csv")
+    split_summary = pd.read_csv(results / "splits" / "summary.csv")
+    for target in targets:
+        report = build_target_report(
+            target, runs_root=results / "runs", settings=settings,
+            train_settings=info["settings"], label_counts=label_counts,
+            split_summary=split_summary,
+            lr_finder_paths=sorted((results / "lr_finder" / target).glob("*.json")))
+        write_target_report(report, results / "report" / target / "report.html", settings)
+    reports = [read_target_report(results / "report" / target) for target in targets]
+    tables, overview = build_report(reports, label_counts, settings)
+    write_tables(tables, results / "report" / "tables")
+    write_figures(overview, results / "report" / "figures")
+    page = render_html("Comparison", settings, tables, {r.target: r.figures for r in reports},
+                       overview, report_notes(settings, tables["missing_runs"]))
+    (results / "report" / "report.html").write_text(page)
+    return tables, overview, page
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    info = write_fake_results(results, targets=TARGETS, architectures=ARCHITECTURES,
+                              seeds=SEEDS, test_images=150)
+    grid = Grid(TARGETS, ARCHITECTURES, POLICIES, SEEDS)
+    tables, overview, page = build_all(results, info, settings_for(grid))
+    return {"results": results, "info": info, "tables": tables, "overview": overview,
+            "page": page, "grid": grid}
+
+
+def run_files(results, target, arch, policy, seed):
+    folder = results / "runs" / target / arch / policy / f"seed{seed}"
+    return (json.loads((folder / "metrics.json").read_text()),
+            pd.read_csv(folder / "history.csv"),
+            pd.read_parquet(folder / "predictions.parquet"))
+
+
+def row(table, **keys):
+    selected = table
+    for column, value in keys.items():
+        selected = selected[selected[column] == value]
+    assert len(selected) == 1, keys
+    return selected.iloc[0]
+
+
+# --- the bootstrap -------------------------------------------------------------------------
+
+def test_weighted_aurocs_equal_metrics_weighted_auroc_with_ties():
+    rng = np.random.default_rng(3)
+    patients = rng.integers(0, 40, 120)
+    labels = rng.integers(0, 2, 120)
+    scores = np.round(rng.random((3, 120)), 1)  # many ties
+    _, patient_of_image = np.unique(patients, return_inverse=True)
+    draws = patient_draws(patient_of_image.max() + 1, 600, seed=1)
+    assert [len(block) for block in draws] == [250, 250, 100]
+    ours = weighted_aurocs(labels, scores, patient_of_image, draws)
+    counts = np.vstack(draws).astype(np.float64)
+    for run, run_scores in enumerate(scores):
+        expected = weighted_auroc(labels, run_scores, counts[:, patient_of_image])
+        np.testing.assert_allclose(ours[run], expected, rtol=1e-12, equal_nan=True)
+    plain = weighted_aurocs(labels, scores, patient_of_image,
+                            [np.ones((1, counts.shape[1]), np.uint8)])
+    np.testing.assert_allclose(plain[:, 0], [roc_auc_score(labels, s) for s in scores],
+                               rtol=1e-12)
+
+
+# --- the tables against numbers computed here ------------------------------------------------
+
+def test_table1_label_counts_beside_the_papers(built):
+    table = built["tables"]["table1_label_counts"]
+    counts = pd.read_csv(built["results"] / "labels" / "label_counts.csv")
+    pd.testing.assert_series_equal(table["images"], counts["images"], check_names=False)
+    assert row(table, label="Effusion")["paper_images"] == 13317
+    assert row(table, label="Pleural_Thickening")["paper_single_label_images"] == 1126
+    assert list(table.columns) == ["label", "single_label_images", "paper_single_label_images",
+                                   "images", "paper_images"]
+
+
+def test_tables2_to_4_data_and_settings(built):
+    tables, results = built["tables"], built["results"]
+    summary = pd.read_csv(results / "splits" / "summary.csv").set_index("target")
+    settings = built["info"]["settings"]
+    for target in TARGETS:
+        split = row(tables["table2_split_sizes"], target=target)
+        assert split["images"] == summary.at[target, "positives"] + summary.at[target, "negatives"]
+        assert split["train_and_val"] == summary.at[target, "train"] + summary.at[target, "val"]
+        batches = row(tables["table3_batches"], target=target)
+        metrics, _, _ = run_files(results, target, "mobilenet", "constant", 0)
+        assert batches["batch_size"] == metrics["settings"]["batch_size"]
+        assert batches["train_batches"] == metrics["settings"]["steps_per_epoch"]
+        assert batches["test_batches"] == math.ceil(summary.at[target, "test"] / 16)
+        optimizer = row(tables["table4_optimizers"], target=target)
+        assert optimizer["learning_rate"] == settings[target]["learning_rate"]
+        assert optimizer["decay"] == settings[target]["decay"]
+    assert row(tables["table2_split_sizes"], target="Pneumothorax")["paper_negatives"] == 5500
+    assert row(tables["table3_batches"], target="Effusion")["paper_train_batches"] == 671
+    assert row(tables["table4_optimizers"], target="Effusion")["paper_decay"] == 0.001
+
+
+def test_table5_results_are_seed_means_of_the_runs(built):
+    table, results = built["tables"]["table5_results"], built["results"]
+    for target in TARGETS:
+        for arch in ARCHITECTURES:
+            for policy in POLICIES:
+                runs = [run_files(results, target, arch, policy, s) for s in SEEDS]
+                aurocs = [roc_auc_score(p["label"], p["score"]) for _, _, p in runs]
+                accuracies = [m["accuracy"] for m, _, _ in runs]
+                got = row(table, target=target, arch=arch, policy=policy)
+                assert got["seeds"] == len(SEEDS)
+                assert got["auroc"] == pytest.approx(np.mean(aurocs))
+                assert got["auroc_sd"] == pytest.approx(np.std(aurocs, ddof=1))
+                assert got["accuracy"] == pytest.approx(np.mean(accuracies))
+                assert got["accuracy_sd"] == pytest.approx(np.std(accuracies, ddof=1))
+                assert got["train_accuracy"] == pytest.approx(
+                    np.mean([h["accuracy"].iloc[-1] for _, h, _ in runs]))
+                assert got["sensitivity"] == pytest.approx(
+                    np.mean([m["sensitivity"] for m, _, _ in runs]))
+                assert got["auroc_ci_low"] < got["auroc"] < got["auroc_ci_high"]
+    paper = row(table, target="Effusion", arch="mobilenet", policy="time_decay")
+    assert paper["paper_train_accuracy"] == pytest.approx(0.8653)
+    assert paper["paper_epochs"] == 10
+
+
+def test_table6_architectures(built):
+    table, results = built["tables"]["table6_architectures"], built["results"]
+    for target in TARGETS:
+        for arch in ARCHITECTURES:
+            runs = [run_files(results, target, arch, p, s) for p in POLICIES for s in SEEDS]
+            got = row(table, target=target, arch=arch)
+            assert got["runs"] == len(runs)
+            assert got["seconds_per_epoch"] == pytest.approx(
+                np.mean([h["seconds"].mean() for _, h, _ in runs]))
+            assert got["device_kind"] == "CPU"
+            by_policy = {p: np.mean([roc_auc_score(*run_files(results, target, arch, p, s)[2][
+                ["label", "score"]].T.to_numpy()) for s in SEEDS]) for p in POLICIES}
+            assert got["best_policy"] == max(by_policy, key=by_policy.get)
+
+
+def test_table7_paired_differences_and_epochs_to_the_baselines_best(built):
+    table, results = built["tables"]["table7_policies"], built["results"]
+    for target in TARGETS:
+        for arch in ARCHITECTURES:
+            for baseline in BASELINES:
+                base = {s: run_files(results, target, arch, baseline, s) for s in SEEDS}
+                for policy in POLICIES:
+                    got = row(table, target=target, arch=arch, policy=policy)
+                    runs = {s: run_files(results, target, arch, policy, s) for s in SEEDS}
+                    if policy == baseline:
+                        assert pd.isna(got[f"delta_auroc_vs_{baseline}"])
+                    else:
+                        differences = [
+                            roc_auc_score(runs[s][2]["label"], runs[s][2]["score"])
+                            - roc_auc_score(base[s][2]["label"], base[s][2]["score"])
+                            for s in SEEDS]
+                        delta = got[f"delta_auroc_vs_{baseline}"]
+                        low = got[f"delta_auroc_vs_{baseline}_ci_low"]
+                        high = got[f"delta_auroc_vs_{baseline}_ci_high"]
+                        assert delta == pytest.approx(np.mean(differences))
+                        assert low <= delta <= high
+                        assert got[f"beyond_noise_vs_{baseline}"] == (low > 0 or high < 0)
+                    reached = []
+                    for seed in SEEDS:
+                        best = base[seed][1]["val_accuracy"].max()
+                        history = runs[seed][1]
+                        hits = history.index[history["val_accuracy"] >= best]
+                        if len(hits):
+                            reached.append((history.at[hits[0], "epoch"],
+                                            history["seconds"].iloc[:hits[0] + 1].sum()))
+                    assert got[f"seeds_reaching_{baseline}_best"] == len(reached)
+                    if reached:
+                        epochs, seconds = zip(*reached, strict=True)
+                        assert got[f"epochs_to_{baseline}_best"] == np.median(epochs)
+                        assert got[f"epochs_to_{baseline}_best_mean"] == pytest.approx(
+                            np.mean(epochs))
+                        assert got[f"device_seconds_to_{baseline}_best"] == pytest.approx(
+                            np.mean(seconds))
+    # The generator makes triangular clearly better than constant on 150 test images.
+    assert row(table, target="Effusion", arch="mobilenet",
+               policy="triangular")["beyond_noise_vs_constant"]
+    paper = row(table, target="Pneumothorax", arch="mobilenet", policy="triangular")
+    assert paper["paper_train_accuracy"] == pytest.approx(0.7983)
+    assert paper["paper_epochs"] == 36
+
+
+def test_table8_clr_parameters_from_the_lr_finder(built):
+    table = built["tables"]["table8_clr_parameters"]
+    assert set(table["policy"].dropna()) == set(POLICIES) - {"constant", "time_decay"}
+    triangular = row(table, target="Effusion", arch="alexnet", policy="triangular")
+    assert triangular["base_lr"] == LR_FINDER_BOUNDS["base_lr"]
+    assert triangular["max_lr"] == LR_FINDER_BOUNDS["max_lr"]
+    assert triangular["bounds_from"] == "LR finder (min_loss)"
+    assert triangular["step_size"] == 16 and triangular["step_size_epochs"] == 2
+    one_cycle = row(table, target="Effusion", arch="alexnet", policy="one_cycle")
+    assert one_cycle["base_lr"] == pytest.approx(LR_FINDER_BOUNDS["max_lr"] / 25)
+    paper = row(table, target="Pneumothorax", arch="mobilenet", policy="triangular")
+    assert (paper["paper_max_lr"], paper["paper_base_lr"]) == (0.03, 0.0075)
+
+
+def test_tables_are_written_as_csv(built):
+    folder = built["results"] / "report" / "tables"
+    assert sorted(p.stem for p in folder.glob("*.csv")) == sorted(TABLES)
+    written = pd.read_csv(folder / "table7_policies.csv")
+    assert len(written) == len(built["tables"]["table7_policies"])
+
+
+# --- figures, HTML, summary ------------------------------------------------------------------
+
+def assert_png(data):
+    assert data[:8] == PNG_SIGNATURE
+    pixels = mpimg.imread(io.BytesIO(data), format="png")
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 300
+    assert pixels.std() > 0  # not blank
+
+
+def test_every_figure_is_a_valid_png(built):
+    results = built["results"]
+    for target in TARGETS:
+        for name in (*TARGET_FIGURES, "label_distribution"):
+            assert_png((results / "report" / target / "figures" / f"{name}.png").read_bytes())
+    for name in ("policy_overview", "label_distribution"):
+        assert_png((results / "report" / "figures" / f"{name}.png").read_bytes())
+
+
+def test_html_is_self_contained_and_has_every_table_and_figure(built):
+    page = built["page"]
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<script" not in page and "<link" not in page
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,', page)
+    assert len(images) == 2 + len(TARGETS) * len(TARGET_FIGURES)
+    for title, _ in TABLES.values():
+        if title != "Missing runs":
+            assert title in page
+    target_page = (built["results"] / "report" / "Effusion" / "report.html").read_text()
+    assert "Pneumothorax" not in target_page.split('<h2 id="data">')[1]
+    assert len(re.findall(r"<img ", target_page)) == 1 + len(TARGET_FIGURES)
+
+
+def test_summary_names_the_winner_and_whether_it_is_beyond_noise(built):
+    table = built["tables"]["table7_policies"]
+    sentences = summarize_target("Effusion", table, BASELINES, 0.95)
+    assert len(sentences) == len(ARCHITECTURES)
+    rows = table[(table["target"] == "Effusion") & (table["arch"] == "mobilenet")]
+    winner = rows.loc[rows["auroc"].idxmax(), "policy"]
+    assert sentences[0].startswith(f"mobilenet (3 seeds per policy): {winner} had the highest")
+    assert "beyond noise" in sentences[0] and "CPU-seconds" in sentences[0]
+    assert sentences[0] in html.unescape(built["page"])
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+@pytest.fixture
+def small(tmp_path):
+    info = write_fake_results(tmp_path, targets=("Effusion",), policies=("constant",
+                              "triangular"), seeds=(0, 1), test_images=60)
+    grid = Grid(("Effusion",), ("mobilenet",), ("constant", "triangular"), (0, 1))
+    return tmp_path, info, grid
+
+
+def build_small(results, info, settings):
+    return build_target_report(
+        "Effusion", runs_root=results / "runs", settings=settings,
+        train_settings=info["settings"],
+        label_counts=pd.read_csv(results / "labels" / "label_counts.csv"),
+        split_summary=pd.read_csv(results / "splits" / "summary.csv"),
+        lr_finder_paths=sorted((results / "lr_finder" / "Effusion").glob("*.json")))
+
+
+def test_missing_runs_are_listed_in_the_error(small):
+    results, info, grid = small
+    shutil.rmtree(results / "runs" / "Effusion" / "mobilenet" / "triangular" / "seed1")
+    (results / "runs" / "Effusion" / "mobilenet" / "constant" / "seed0" / "lr.csv").unlink()
+    with pytest.raises(InputError) as error:
+        build_small(results, info, settings_for(grid))
+    message = str(error.value)
+    assert "2 configured run(s) have no outputs" in message
+    assert "Effusion/mobilenet/triangular/seed1" in message
+    assert "Effusion/mobilenet/constant/seed0 (no lr.csv)" in message
+    assert "report.allow_missing" in message
+
+
+def test_allow_missing_reports_the_runs_that_exist_and_lists_the_others(small):
+    results, info, grid = small
+    shutil.rmtree(results / "runs" / "Effusion" / "mobilenet" / "triangular" / "seed1")
+    settings = settings_for(grid, allow_missing=True)
+    report = build_small(results, info, settings)
+    missing = report.tables["missing_runs"]
+    assert missing[["policy", "seed"]].values.tolist() == [["triangular", 1]]
+    assert row(report.tables["table5_results"], arch="mobilenet", policy="triangular")[
+        "seeds"] == 1
+    write_target_report(report, results / "report" / "Effusion" / "report.html", settings)
+    page = (results / "report" / "Effusion" / "report.html").read_text()
+    assert 'id="missing"' in page and "1 configured run(s) are missing" in page
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda folder: (folder / "history.csv").write_text(""), "history.csv"),
+    (lambda folder: (folder / "history.csv").write_text(
+        (folder / "history.csv").read_text().splitlines()[0] + "\n"), "history.csv"),
+    (lambda folder: (folder / "metrics.json").write_text("{not json"), "metrics.json"),
+    (lambda folder: (folder / "metrics.json").write_text(json.dumps({"accuracy": 0.5})),
+     "metrics.json"),
+    (lambda folder: (folder / "predictions.parquet").write_bytes(b"PAR1 broken"),
+     "predictions.parquet"),
+])
+def test_a_damaged_run_file_is_named_in_the_error(small, damage, named):
+    results, info, grid = small
+    folder = results / "runs" / "Effusion" / "mobilenet" / "triangular" / "seed1"
+    damage(folder)
+    with pytest.raises(InputError, match=re.escape(str(folder / named))):
+        build_small(results, info, settings_for(grid))
+
+
+def test_runs_tested_on_different_images_are_an_error(small):
+    results, info, grid = small
+    path = results / "runs" / "Effusion" / "mobilenet" / "triangular" / "seed1" / \
+        "predictions.parquet"
+    predictions = pd.read_parquet(path)
+    predictions.loc[0, "image_index"] = "99999999_000.png"
+    predictions.to_parquet(path)
+    with pytest.raises(InputError, match="different test images"):
+        build_small(results, info, settings_for(grid))
+
+
+def test_identical_predictions_differ_by_exactly_zero_within_noise(small):
+    results, info, grid = small
+    runs = results / "runs" / "Effusion" / "mobilenet"
+    for seed in (0, 1):
+        shutil.copy(runs / "constant" / f"seed{seed}" / "predictions.parquet",
+                    runs / "triangular" / f"seed{seed}" / "predictions.parquet")
+    report = build_small(results, info, settings_for(grid))
+    got = row(report.tables["table7_policies"], policy="triangular")
+    assert got["delta_auroc_vs_constant"] == 0
+    assert got["delta_auroc_vs_constant_ci_low"] == got["delta_auroc_vs_constant_ci_high"] == 0
+    assert not got["beyond_noise_vs_constant"]
+
+
+def test_without_lr_finder_results_bounds_come_from_the_config(tmp_path):
+    info = write_fake_results(tmp_path, targets=("Effusion",), policies=("constant",
+                              "triangular"), seeds=(0,), lr_finder=False,
+                              settings={"base_lr": 0.001, "max_lr": 0.004})
+    grid = Grid(("Effusion",), ("mobilenet",), ("constant", "triangular"), (0,))
+    report = build_small(tmp_path, info, settings_for(grid))
+    clr = row(report.tables["table8_clr_parameters"], policy="triangular")
+    assert clr["bounds_from"] == "config" and clr["max_lr"] == 0.004
+    assert pd.isna(clr["lr_finder_max_lr"])
+    assert_png(report.figures["lr_finder"])
+    assert row(report.tables["table7_policies"], policy="triangular")[
+        "seeds_reaching_constant_best"] == 1
+
+
+def test_a_baseline_that_is_not_configured_is_noted_not_compared(small):
+    results, info, grid = small
+    settings = ReportSettings(grid=grid, baselines=("time_decay", "constant"), samples=100)
+    report = build_small(results, info, settings)
+    table = report.tables["table7_policies"]
+    assert "delta_auroc_vs_constant" in table and "delta_auroc_vs_time_decay" not in table
+    assert any("time_decay" in note for note in report.notes)
+
+
+# --- the workflow ----------------------------------------------------------------------------
+
+def test_paper_config_sets_the_papers_numbers():
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    paper = yaml.safe_load((REPO / "workflow_scripts" / "paper_numbers.yaml").read_text())
+    assert len(config["targets"]) == 15 and config["splits"]["test_fraction"] == 0.2
+    negatives = {r["target"]: r["negatives"] for r in paper["table2_splits"]}
+    assert config["splits"]["negatives"] == {t: n for t, n in negatives.items()
+                                             if t != "no_finding_vs_any"}
+    for row_ in paper["table3_batches"]:
+        assert config["overrides"][row_["target"]]["train"]["batch_size"] == row_["batch_size"]
+    for row_ in paper["table4_optimizers"]:
+        train = config["overrides"][row_["target"]]["train"]
+        assert {k: train[k] for k in ("optimizer", "learning_rate", "decay", "momentum")} == {
+            k: row_[k] for k in ("optimizer", "learning_rate", "decay", "momentum")}
+    for row_ in paper["table8_clr"]:
+        train = config["overrides"][row_["target"]]["train"]
+        assert (train["base_lr"], train["max_lr"], train["epochs"]) == (
+            row_["base_lr"], row_["max_lr"], row_["epochs"])
+
+
+def test_paper_config_plans_the_papers_grid(tmp_path):
+    (tmp_path / "images").mkdir()
+    metadata = tmp_path / "Data_Entry_2017_v2020.csv"
+    metadata.write_text("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,"
+                        "Patient Gender,View Position,OriginalImage[Width,Height],"
+                        "OriginalImagePixelSpacing[x,y]\n"
+                        "00000001_000.png,No Finding,0,1,50,M,PA,2500,2048,0.143,0.143\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "paper.yaml"),
+         "--config", f"data={{source: nih, metadata: {metadata}, images: {tmp_path / 'images'}}}"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", done.stdout, re.MULTILINE))
+    assert counts["train"] == str(15 * 3 * 7 * 5)
+    assert counts["report_target"] == "15" and counts["report"] == "1"
+
+
+def demo_grid():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    return (tuple(config["targets"]), tuple(config.get("architectures", ["mobilenet"])),
+            tuple(config["policies"]), tuple(config["seeds"]))
+
+
+def snakemake(workdir, *arguments, configfiles=()):
+    """Snakemake on the repository's workflow in `workdir`, allowed to run the report only."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(workdir), "--configfile", str(REPO / "config" / "config.yaml"),
+         *map(str, configfiles), "--allowed-rules", "report", "report_target", *arguments],
+        capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def demo_results(tmp_path):
+    targets, architectures, policies, seeds = demo_grid()
+    write_fake_results(tmp_path / "results", targets=targets, architectures=architectures,
+                       policies=policies, seeds=seeds, test_images=80)
+    return tmp_path
+
+
+def test_allow_missing_plans_the_report_without_the_missing_runs(demo_results):
+    targets, architectures, policies, seeds = demo_grid()
+    shutil.rmtree(demo_results / "results" / "runs" / targets[0] / architectures[0]
+                  / policies[-1] / f"seed{seeds[-1]}")
+    refused = snakemake(demo_results, "-n", "results/report/report.html")
+    assert refused.returncode != 0
+    assert "MissingInputException" in refused.stdout + refused.stderr
+    # --config passes nested values as text, so the boolean comes from a config file.
+    allow_missing = demo_results / "allow_missing.yaml"
+    allow_missing.write_text("report:\n  allow_missing: true\n")
+    planned = snakemake(demo_results, "-n", "results/report/report.html",
+                        configfiles=[allow_missing])
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert re.search(r"^report_target\s+" + str(len(targets)) + "$", planned.stdout,
+                     re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_the_report_rules_and_snakemakes_report_run_on_generated_runs(demo_results):
+    done = snakemake(demo_results, "--cores", "2", "results/report/report.html")
+    assert done.returncode == 0, done.stderr[-3000:]
+    targets = demo_grid()[0]
+    report = demo_results / "results" / "report"
+    assert (report / targets[0] / "report.html").is_file()
+    assert sorted(p.stem for p in (report / "tables").glob("*.csv")) == sorted(TABLES)
+    zipped = snakemake(demo_results, "--report", "report.zip", "--",
+                       "results/report/report.html")
+    assert zipped.returncode == 0, zipped.stderr[-3000:]
+    assert "ERROR" not in zipped.stderr
+    assert (demo_results / "report.zip").stat().st_size > 100_000

@@ -1,0 +1,732 @@
+"""The comparison report's numbers: run outputs read and checked, and the paper's Tables 1-8.
+
+Every table is a DataFrame with one row per label, target, or target x architecture x policy,
+written as CSV and shown in the HTML report; a `paper_*` column holds the published number
+(workflow_scripts/paper_numbers.yaml) wherever the paper gives one, beside ours.
+
+Statistics across seeds. A target's runs are all tested on the same test images (the split is
+per target), so policies are compared on the same images and, per seed, on the same
+initialization. Test-set and seed-to-seed noise are both resampled by one hierarchical
+bootstrap: resample b draws the test set's patients with replacement (weights = how often each
+patient is drawn, as in `metrics.bootstrap_auroc_interval`) and, independently, the seeds with
+replacement; the statistic is the mean over the drawn seeds of the AUROC (Table 5) or of the
+paired difference AUROC(policy, seed) - AUROC(baseline, seed) on the same resample (Table 7).
+The interval is the percentile interval over the resamples; a difference is "beyond noise"
+when its interval excludes 0. With one seed this is the patient-level paired bootstrap alone.
+"""
+
+import json
+import math
+import zlib
+from dataclasses import dataclass
+from functools import cache
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import yaml
+
+from workflow_scripts.labels import ANY_DISEASE, NO_FINDING
+from workflow_scripts.metrics import BOOTSTRAP_BLOCK
+from workflow_scripts.policies import lr_bounds
+from workflow_scripts.stage import InputError
+
+RUN_FILES = ("history.csv", "lr.csv", "predictions.parquet", "metrics.json")
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "auroc", "val_loss", "val_accuracy",
+                   "val_auroc", "lr", "seconds", "steps")
+PREDICTION_COLUMNS = ("image_index", "patient_id", "label", "score")
+METRIC_NUMBERS = ("accuracy", "sensitivity", "specificity", "f1", "auroc", "auroc_ci_low",
+                  "auroc_ci_high", "epochs", "train_seconds", "images_per_second",
+                  "device_seconds", "gpus", "train_accuracy", "best_val_accuracy", "n_train",
+                  "n_val", "n_test")
+SETTING_KEYS = ("batch_size", "steps_per_epoch", "optimizer", "momentum", "schedule")
+SHOWN_MISSING = 30  # missing runs named in an error message; the rest are counted
+LR_POINTS = 2000  # learning rates kept per run for the schedule figure
+PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The configured runs: every target x architecture x policy x seed."""
+
+    targets: tuple
+    architectures: tuple
+    policies: tuple
+    seeds: tuple
+
+    def run_keys(self, targets=None):
+        return [(target, arch, policy, int(seed))
+                for target in (self.targets if targets is None else targets)
+                for arch in self.architectures for policy in self.policies
+                for seed in self.seeds]
+
+
+def run_folder(runs_root, target, arch, policy, seed):
+    return Path(runs_root) / target / arch / policy / f"seed{seed}"
+
+
+def missing_runs(runs_root, grid, targets=None):
+    """Configured runs lacking an output file: target, arch, policy, seed, missing (file names)."""
+    rows = []
+    for target, arch, policy, seed in grid.run_keys(targets):
+        folder = run_folder(runs_root, target, arch, policy, seed)
+        absent = [name for name in RUN_FILES if not (folder / name).is_file()]
+        if absent:
+            rows.append({"target": target, "arch": arch, "policy": policy, "seed": seed,
+                         "missing": " ".join(absent)})
+    return pd.DataFrame(rows, columns=["target", "arch", "policy", "seed", "missing"])
+
+
+def require_complete(missing, runs_root, allow_missing):
+    """Raise InputError listing the missing runs, unless `allow_missing` (report.allow_missing)."""
+    if allow_missing or missing.empty:
+        return
+    listed = [f"{run_folder(runs_root, row.target, row.arch, row.policy, row.seed)} "
+              f"(no {row.missing})" for row in missing.head(SHOWN_MISSING).itertuples()]
+    more = len(missing) - len(listed)
+    raise InputError(
+        f"{len(missing)} configured run(s) have no outputs:\n  " + "\n  ".join(listed)
+        + (f"\n  ... and {more} more" if more > 0 else "")
+        + "\nRun the workflow to train them, or set report.allow_missing: true to report only "
+        "the runs that finished (the report then lists the missing ones).")
+
+
+# --- reading one run ---------------------------------------------------------------------
+
+def read_metrics(path):
+    """metrics.json of one run, checked for the keys the report reads."""
+    try:
+        metrics = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: not a readable JSON file ({error}). Delete the run's folder "
+                         "and rerun its training.") from error
+    if not isinstance(metrics, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(metrics).__name__}. Delete "
+                         "the run's folder and rerun its training.")
+    settings = metrics.get("settings")
+    absent = [key for key in (*METRIC_NUMBERS, "device", "settings") if key not in metrics]
+    if isinstance(settings, dict):
+        absent += [f"settings.{key}" for key in SETTING_KEYS if key not in settings]
+        if "schedule" in settings and not isinstance(settings["schedule"], dict):
+            absent.append("settings.schedule (an object)")
+    elif "settings" not in absent:
+        absent.append("settings (an object)")
+    not_numbers = [key for key in METRIC_NUMBERS if key in metrics and (
+        isinstance(metrics[key], bool) or not isinstance(metrics[key], Real)
+        or not math.isfinite(metrics[key]))]
+    if absent or not_numbers:
+        problems = ([f"lacks {', '.join(absent)}"] if absent else []) + (
+            [f"has non-numeric {', '.join(not_numbers)}"] if not_numbers else [])
+        raise InputError(f"{path}: malformed run metrics: {'; '.join(problems)}. It was written "
+                         "by another version of the train stage or damaged; delete the run's "
+                         "folder and rerun its training.")
+    return metrics
+
+
+def unreadable(path, error):
+    return InputError(f"{path}: unreadable ({error}). Delete the run's folder and rerun its "
+                      "training.")
+
+
+def require_columns(path, table, columns):
+    """InputError unless the Arrow `table` has rows and every one of `columns`."""
+    absent = [column for column in columns if column not in table.column_names]
+    if table.num_rows == 0 or absent:
+        problem = "is empty" if table.num_rows == 0 else f"lacks column(s) {', '.join(absent)}"
+        raise InputError(f"{path}: the run's file {problem}. The run was interrupted or written "
+                         "by another version; delete the run's folder and rerun its training.")
+
+
+def read_numeric_csv(path, columns):
+    """The `columns` of a CSV file as float64 arrays (empty cells and nan as NaN)."""
+    try:
+        table = pa_csv.read_csv(path)
+    except pa.ArrowInvalid as error:
+        if "Empty CSV file" not in str(error):
+            raise unreadable(path, error) from error
+        table = pa.table({})
+    except OSError as error:
+        raise unreadable(path, error) from error
+    require_columns(path, table, columns)
+    arrays = {}
+    for column in columns:
+        values = table.column(column)
+        if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
+                or pa.types.is_null(values.type)):
+            raise InputError(f"{path}: column {column!r} holds non-numbers ({values.type}). "
+                             "Delete the run's folder and rerun its training.")
+        arrays[column] = values.to_numpy().astype(np.float64)
+    return arrays
+
+
+def read_history(path):
+    return read_numeric_csv(path, HISTORY_COLUMNS)
+
+
+def read_predictions(path):
+    try:
+        table = pq.read_table(path, columns=list(PREDICTION_COLUMNS))
+    except (OSError, pa.ArrowException, ValueError) as error:
+        raise unreadable(path, error) from error
+    require_columns(path, table, PREDICTION_COLUMNS)
+    return table
+
+
+def read_lr(path):
+    return read_numeric_csv(path, ("step", "lr"))
+
+
+def thinned(arrays, points=LR_POINTS):
+    """Every k-th row (and the last) of per-step arrays, at most about `points` rows: the
+    schedule figure cannot show more, and a long run has tens of thousands of steps."""
+    length = len(arrays["step"])
+    keep = np.unique(np.r_[np.arange(0, length, max(1, length // points)), length - 1])
+    return {column: values[keep] for column, values in arrays.items()}
+
+
+# --- every run of one target ---------------------------------------------------------------
+
+@dataclass
+class TargetRuns:
+    """The finished runs of one target, read and checked.
+
+    `runs` has one row per run (arch, policy, seed, the metrics.json numbers, device, optimizer,
+    momentum, batch_size, steps_per_epoch, schedule as a dict, folder); `histories` one row per
+    run and epoch, with `device_seconds` accumulated over epochs; `learning_rates` the LR
+    (arch, policy, step, lr) of one seed per arch x policy, at up to LR_POINTS steps spread
+    evenly over the run; `test` the target's test images
+    (image_index, patient_id, label) and `scores` their predicted scores, one row per run in
+    the order of `runs`.
+    """
+
+    target: str
+    runs: pd.DataFrame
+    histories: pd.DataFrame
+    learning_rates: pd.DataFrame
+    test: pd.DataFrame
+    scores: np.ndarray
+
+
+def aligned_scores(predictions, reference, path, reference_path):
+    """The scores of `predictions` in the image order of `reference` (both Arrow tables);
+    InputError if their images or labels differ."""
+    if predictions.column("image_index").equals(reference.column("image_index")):
+        order = np.arange(predictions.num_rows)
+    else:
+        order = pd.Index(predictions.column("image_index").to_numpy()).get_indexer(
+            reference.column("image_index").to_numpy())
+    labels = predictions.column("label").to_numpy()
+    if (predictions.num_rows != reference.num_rows or (order < 0).any()
+            or not np.array_equal(labels[order], reference.column("label").to_numpy())):
+        raise InputError(f"{path} and {reference_path} hold different test images or labels, "
+                         "but all runs of a target are tested on its one split. The split "
+                         "changed after some runs finished: rerun the older runs.")
+    return predictions.column("score").to_numpy().astype(np.float64)[order]
+
+
+def load_target_runs(runs_root, target, grid):
+    """Every run of `target` in `grid` whose outputs exist (see `missing_runs`)."""
+    rows, histories, learning_rates, scores = [], [], [], []
+    reference = reference_path = None
+    with_learning_rates = set()  # arch x policy: one seed's learning rates feed the figure
+    for _, arch, policy, seed in grid.run_keys([target]):
+        folder = run_folder(runs_root, target, arch, policy, seed)
+        if not all((folder / name).is_file() for name in RUN_FILES):
+            continue
+        metrics = read_metrics(folder / "metrics.json")
+        history = read_history(folder / "history.csv")
+        predictions = read_predictions(folder / "predictions.parquet")
+        if reference is None:
+            reference, reference_path = predictions, folder / "predictions.parquet"
+        scores.append(aligned_scores(predictions, reference, folder / "predictions.parquet",
+                                     reference_path))
+        key = {"arch": arch, "policy": policy, "seed": seed}
+        settings = metrics["settings"]
+        rows.append({**key, **{name: metrics[name] for name in METRIC_NUMBERS},
+                     "device": metrics["device"],
+                     **{name: settings[name] for name in SETTING_KEYS}, "folder": str(folder)})
+        history["device_seconds"] = np.cumsum(history["seconds"]) * max(metrics["gpus"], 1)
+        histories.append((key, history))
+        if (arch, policy) not in with_learning_rates:
+            with_learning_rates.add((arch, policy))
+            learning_rates.append((key, thinned(read_lr(folder / "lr.csv"))))
+    key_columns = ["arch", "policy", "seed"]
+    runs = pd.DataFrame(rows, columns=[*key_columns, *METRIC_NUMBERS, "device", *SETTING_KEYS,
+                                       "folder"])
+    test = (reference.select(["image_index", "patient_id", "label"]).to_pandas()
+            if reference is not None else
+            pd.DataFrame(columns=["image_index", "patient_id", "label"]))
+    return TargetRuns(
+        target=target, runs=runs,
+        histories=stacked(histories, [*key_columns, *HISTORY_COLUMNS, "device_seconds"]),
+        learning_rates=stacked(learning_rates, [*key_columns, "step", "lr"]),
+        test=test, scores=np.vstack(scores) if scores else np.empty((0, 0)))
+
+
+def stacked(parts, columns):
+    """One DataFrame from (key, {column: array}) parts: the key's values repeated per row
+    (names as categoricals, much faster to build than a string per row)."""
+    lengths = [len(next(iter(arrays.values()))) for _, arrays in parts]
+    data = {}
+    for column in columns:
+        if parts and column in parts[0][1]:
+            data[column] = np.concatenate([arrays[column] for _, arrays in parts])
+            continue
+        values = [key[column] for key, _ in parts]
+        if values and all(isinstance(value, str) for value in values):
+            names = list(dict.fromkeys(values))
+            codes = np.repeat([names.index(value) for value in values], lengths)
+            data[column] = pd.Categorical.from_codes(codes, names)
+        else:
+            data[column] = np.repeat(values, lengths)
+    return pd.DataFrame(data, columns=columns)
+
+
+# --- bootstrap -----------------------------------------------------------------------------
+
+def patient_draws(n_patients, samples, seed):
+    """Bootstrap resamples of the test patients, in blocks of at most BOOTSTRAP_BLOCK rows:
+    row b holds how often resample b drew each patient (n_patients draws with replacement).
+
+    The counts are stored in the smallest unsigned integer type that holds them (uint8 in
+    practice): the AUROC arithmetic is bound by memory traffic, not by arithmetic.
+    """
+    rng = np.random.default_rng(seed)
+    uniform = np.full(n_patients, 1 / n_patients)
+    blocks = [rng.multinomial(n_patients, uniform, size=min(BOOTSTRAP_BLOCK, samples - start))
+              for start in range(0, samples, BOOTSTRAP_BLOCK)]
+    return [block.astype(np.min_scalar_type(block.max())) for block in blocks]
+
+
+def weighted_aurocs(labels, scores, patient_of_image, draws):
+    """AUROC of every run (rows of `scores`) under every resample (rows of the `draws` blocks).
+
+    An image weighs as much as its patient's draw count. The weighted AUROC is
+    P(score_pos > score_neg) + P(tie) / 2 over weighted pairs, exactly as
+    `metrics.weighted_auroc` computes it (the tests compare), but from the cumulative negative
+    weight below each positive image alone: about ten times faster, which a report over
+    thousands of runs needs. The cumulative weights are float32, exact for whole and half
+    numbers below 2**24; sums over images are float64. Returns an array runs x resamples.
+    """
+    labels = np.asarray(labels).astype(bool)
+    values = np.empty((len(scores), sum(len(block) for block in draws)))
+    for row, run_scores in enumerate(scores):
+        order = np.argsort(run_scores, kind="stable")
+        positive = labels[order]
+        sorted_scores = run_scores[order]
+        negative_scores = sorted_scores[~positive]
+        below = np.searchsorted(negative_scores, sorted_scores[positive], "left")
+        up_to = np.searchsorted(negative_scores, sorted_scores[positive], "right")
+        positive_patients = patient_of_image[order][positive]
+        negative_patients = patient_of_image[order][~positive]
+        column = 0
+        for counts in draws:
+            positive_weights = np.take(counts, positive_patients, axis=1)
+            cumulative = np.zeros((len(counts), len(negative_patients) + 1), np.float32)
+            np.cumsum(np.take(counts, negative_patients, axis=1), axis=1, dtype=np.float32,
+                      out=cumulative[:, 1:])
+            pairs = np.take(cumulative, below, axis=1)
+            if not np.array_equal(below, up_to):  # tied scores count one half
+                pairs += np.take(cumulative, up_to, axis=1)
+                pairs *= 0.5
+            pairs *= positive_weights
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values[row, column:column + len(counts)] = pairs.sum(axis=1, dtype=np.float64) / (
+                    positive_weights.sum(axis=1, dtype=np.float64) * cumulative[:, -1])
+            column += len(counts)
+    return values
+
+
+def seed_resampled_means(values, rng):
+    """Per resample (column of `values`, one row per seed): the mean over seeds drawn with
+    replacement. One seed gives its own row."""
+    n_seeds, samples = values.shape
+    drawn = rng.integers(0, n_seeds, size=(samples, n_seeds))
+    return values[drawn, np.arange(samples)[:, None]].mean(axis=1)
+
+
+def percentile_interval(values, level):
+    tail = (1 - level) / 2 * 100
+    if np.isnan(values).all():
+        return math.nan, math.nan
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def target_seed(target):
+    """A fixed random seed per target, so a report is reproducible and targets independent."""
+    return zlib.crc32(target.encode())
+
+
+def auroc_statistics(target_runs, baselines, samples, level):
+    """Per arch x policy: mean AUROC over seeds with its interval; and per baseline the paired
+    difference with its interval (see the module docstring).
+
+    Returns (auroc, differences): auroc has arch, policy, seeds, auroc (mean over seeds),
+    auroc_sd (across seeds), auroc_ci_low, auroc_ci_high; differences has arch, policy,
+    baseline, seeds, delta_auroc (mean over the seeds both have), ci_low, ci_high.
+    """
+    runs = target_runs.runs
+    auroc_rows, difference_rows = [], []
+    if runs.empty:
+        return (pd.DataFrame(columns=["arch", "policy", "seeds", "auroc", "auroc_sd",
+                                      "auroc_ci_low", "auroc_ci_high"]),
+                pd.DataFrame(columns=["arch", "policy", "baseline", "seeds", "delta_auroc",
+                                      "ci_low", "ci_high"]))
+    test, seed = target_runs.test, target_seed(target_runs.target)
+    _, patient_of_image = np.unique(test["patient_id"].to_numpy(), return_inverse=True)
+    # Column 0: every patient once, the plain AUROC; then the resamples, shared by all runs.
+    draws = [np.ones((1, patient_of_image.max() + 1), np.uint8),
+             *patient_draws(patient_of_image.max() + 1, samples, seed)]
+    values = weighted_aurocs(test["label"].to_numpy(), target_runs.scores, patient_of_image,
+                             draws)
+    seed_rng = np.random.default_rng([seed, 1])
+    row_of = {(r.arch, r.policy, r.seed): i for i, r in enumerate(runs.itertuples())}
+    for (arch, policy), group in runs.groupby(["arch", "policy"], sort=False):
+        rows = [row_of[(arch, policy, seed)] for seed in group["seed"]]
+        low, high = percentile_interval(seed_resampled_means(values[rows, 1:], seed_rng), level)
+        auroc_rows.append({"arch": arch, "policy": policy, "seeds": len(rows),
+                           "auroc": float(values[rows, 0].mean()),
+                           "auroc_sd": float(values[rows, 0].std(ddof=1)) if len(rows) > 1
+                           else math.nan,
+                           "auroc_ci_low": low, "auroc_ci_high": high})
+        for baseline in baselines:
+            seeds = [seed for seed in group["seed"] if (arch, baseline, seed) in row_of]
+            if policy == baseline or not seeds:
+                continue
+            ours = [row_of[(arch, policy, seed)] for seed in seeds]
+            theirs = [row_of[(arch, baseline, seed)] for seed in seeds]
+            difference = values[ours] - values[theirs]
+            low, high = percentile_interval(seed_resampled_means(difference[:, 1:], seed_rng),
+                                            level)
+            difference_rows.append({"arch": arch, "policy": policy, "baseline": baseline,
+                                    "seeds": len(seeds),
+                                    "delta_auroc": float(difference[:, 0].mean()),
+                                    "ci_low": low, "ci_high": high})
+    return (pd.DataFrame(auroc_rows),
+            pd.DataFrame(difference_rows, columns=["arch", "policy", "baseline", "seeds",
+                                                   "delta_auroc", "ci_low", "ci_high"]))
+
+
+def baseline_reach(histories, baselines):
+    """Per run and baseline: when the run first matched the baseline's best validation accuracy.
+
+    For each arch x seed, `best` is the baseline run's highest val_accuracy; a run of any
+    policy with that arch and seed reaches it at the first epoch whose val_accuracy >= best
+    (NaN: never), after `device_seconds` (its cumulative device time up to that epoch). The
+    baseline itself reaches it at its best epoch. Columns: arch, policy, seed, baseline, best,
+    epoch, device_seconds.
+    """
+    rows = []
+    runs = {key: frame for key, frame in histories.groupby(["arch", "policy", "seed"], sort=False)}
+    for (arch, policy, seed), history in runs.items():
+        for baseline in baselines:
+            reference = runs.get((arch, baseline, seed))
+            if reference is None:
+                continue
+            best = float(reference["val_accuracy"].max())
+            reached = np.flatnonzero(history["val_accuracy"].to_numpy() >= best)
+            first = reached[0] if len(reached) else None
+            rows.append({"arch": arch, "policy": policy, "seed": seed, "baseline": baseline,
+                         "best": best,
+                         "epoch": float(history["epoch"].iat[first]) if first is not None
+                         else math.nan,
+                         "device_seconds": float(history["device_seconds"].iat[first])
+                         if first is not None else math.nan})
+    return pd.DataFrame(rows, columns=["arch", "policy", "seed", "baseline", "best", "epoch",
+                                       "device_seconds"])
+
+
+# --- the paper's numbers -------------------------------------------------------------------
+
+@cache
+def paper_numbers():
+    return yaml.safe_load(PAPER_NUMBERS.read_text())
+
+
+def paper_frame(section, rename, percent=()):
+    """A section of paper_numbers.yaml as a DataFrame; `rename` maps its keys to columns."""
+    frame = pd.DataFrame(paper_numbers()[section])
+    for column in percent:
+        frame[column] = frame[column] / 100
+    return frame[list(rename)].rename(columns=rename)
+
+
+def with_paper(table, paper, keys, keep_paper_rows=False):
+    """`table` with the paper's columns joined on `keys`; rows only the paper has are kept
+    when `keep_paper_rows` (for the table's targets only), so every published number shows."""
+    if keep_paper_rows:
+        paper = paper[paper["target"].isin(table["target"].unique())]
+    return table.merge(paper, on=keys, how="outer" if keep_paper_rows else "left", sort=False)
+
+
+def ordered(table, grid):
+    """Rows in the configured order of targets, architectures and policies."""
+    orders = {"target": grid.targets, "arch": grid.architectures, "policy": grid.policies}
+    keys = [column for column in orders if column in table.columns]
+    if table.empty or not keys:
+        return table.reset_index(drop=True)
+    rank = {column: {name: i for i, name in enumerate(orders[column])} for column in keys}
+    sort_columns = [table[column].map(rank[column]).fillna(len(rank[column])) for column in keys]
+    if "seed" in table.columns:
+        sort_columns.append(table["seed"])
+    order = np.lexsort([column.to_numpy(dtype=float) for column in reversed(sort_columns)])
+    return table.iloc[order].reset_index(drop=True)
+
+
+def interleave(table, pairs):
+    """Columns reordered so that each `paper_x` of `pairs` follows its `x`."""
+    columns = [c for c in table.columns if c not in pairs.values()]
+    for ours, theirs in pairs.items():
+        columns.insert(columns.index(ours) + 1, theirs)
+    return table[columns]
+
+
+# --- Tables 1-4: data and settings, one target's rows ----------------------------------------
+
+def label_count_table(label_counts, target=None):
+    """Table 1: label, single_label_images, images, and the paper's counts. With a `target`,
+    the rows of its disease and 'No Finding' (all rows for the one-class target)."""
+    paper = paper_frame("table1_label_counts", {
+        "label": "label", "single_label_images": "paper_single_label_images",
+        "images": "paper_images"})
+    table = with_paper(label_counts[["label", "single_label_images", "images"]], paper, ["label"])
+    if target is not None and target != ANY_DISEASE:
+        table = table[table["label"].isin([NO_FINDING, target])].reset_index(drop=True)
+    return interleave(table, {"single_label_images": "paper_single_label_images",
+                              "images": "paper_images"})
+
+
+def split_table(split_summary, target):
+    """Table 2 row: positives, negatives, images and split sizes, and the paper's. The paper's
+    80% "training" images compare with train_and_val."""
+    table = split_summary[split_summary["target"] == target].copy()
+    if table.empty:
+        raise InputError(f"the split summary has no row for target {target!r}; rerun the "
+                         "split_summary rule.")
+    table.insert(3, "images", table["positives"] + table["negatives"])
+    table.insert(6, "train_and_val", table["train"] + table["val"])
+    paper = paper_frame("table2_splits", {
+        "target": "target", "positives": "paper_positives", "negatives": "paper_negatives",
+        "images": "paper_images", "train": "paper_train", "test": "paper_test"})
+    table = with_paper(table.reset_index(drop=True), paper, ["target"])
+    return interleave(table, {"positives": "paper_positives", "negatives": "paper_negatives",
+                              "images": "paper_images", "train_and_val": "paper_train",
+                              "test": "paper_test"})
+
+
+def batch_table(split_summary, settings, target_runs):
+    """Table 3 row: batch size and batches per epoch (training: as the runs counted them, else
+    ceil(train images / batch size); test: ceil(test images / batch size)), and the paper's."""
+    target = target_runs.target
+    sizes = split_table(split_summary, target).iloc[0]
+    runs = target_runs.runs
+    batch_size = int(runs["batch_size"].iat[0]) if not runs.empty else (
+        settings[target]["batch_size"])
+    train_batches = (int(runs["steps_per_epoch"].iat[0]) if not runs.empty
+                     else math.ceil(sizes["train"] / batch_size))
+    table = pd.DataFrame([{"target": target, "batch_size": batch_size,
+                           "train_images": int(sizes["train"]), "train_batches": train_batches,
+                           "test_images": int(sizes["test"]),
+                           "test_batches": math.ceil(sizes["test"] / batch_size)}])
+    paper = paper_frame("table3_batches", {
+        "target": "target", "batch_size": "paper_batch_size",
+        "train_batches": "paper_train_batches", "test_batches": "paper_test_batches"})
+    table = with_paper(table, paper, ["target"])
+    return interleave(table, {"batch_size": "paper_batch_size",
+                              "train_batches": "paper_train_batches",
+                              "test_batches": "paper_test_batches"})
+
+
+def optimizer_table(settings, target):
+    """Table 4 row: optimizer, learning rate, decay and momentum as configured, and the paper's."""
+    chosen = settings[target]
+    table = pd.DataFrame([{"target": target, **{name: chosen[name] for name in
+                           ("optimizer", "learning_rate", "decay", "momentum")}}])
+    paper = paper_frame("table4_optimizers", {
+        "target": "target", "optimizer": "paper_optimizer", "learning_rate":
+        "paper_learning_rate", "decay": "paper_decay", "momentum": "paper_momentum"})
+    table = with_paper(table, paper, ["target"])
+    return interleave(table, {name: f"paper_{name}" for name in
+                              ("optimizer", "learning_rate", "decay", "momentum")})
+
+
+# --- Tables 5-8: results -------------------------------------------------------------------
+
+def device_kind(gpus):
+    """'GPU' when every run had GPUs, 'CPU' when none had, else 'mixed'."""
+    kinds = {"GPU" if gpu > 0 else "CPU" for gpu in gpus}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def seed_summary(runs, columns):
+    """Per arch x policy: the number of seeds and the mean over seeds of `columns`."""
+    grouped = runs.groupby(["arch", "policy"], sort=False)
+    table = grouped[list(columns)].mean()
+    table.insert(0, "seeds", grouped.size())
+    return table
+
+
+def results_table(target_runs, auroc, grid):
+    """Table 5 rows of one target: per arch x policy, mean over seeds of the test metrics
+    (accuracy and AUROC also with their standard deviation across seeds), AUROC's hierarchical
+    bootstrap interval, the last epoch's training accuracy, and the paper's."""
+    runs = target_runs.runs
+    columns = ["target", "arch", "policy", "seeds", "epochs", "train_accuracy",
+               "paper_train_accuracy", "paper_epochs", "accuracy", "accuracy_sd", "sensitivity",
+               "specificity", "f1", "auroc", "auroc_sd", "auroc_ci_low", "auroc_ci_high"]
+    paper = paper_frame("table5_results", {"target": "target", "arch": "arch", "policy":
+                                           "policy", "epochs": "paper_epochs", "accuracy":
+                                           "paper_train_accuracy"}, percent=["accuracy"])
+    paper = paper[paper["target"] == target_runs.target]
+    if runs.empty:
+        return ordered(paper.reindex(columns=columns), grid)
+    table = seed_summary(runs, ["epochs", "train_accuracy", "accuracy", "sensitivity",
+                                "specificity", "f1"])
+    table["accuracy_sd"] = runs.groupby(["arch", "policy"], sort=False)["accuracy"].std()
+    table = table.reset_index().merge(auroc.drop(columns="seeds"), on=["arch", "policy"])
+    table.insert(0, "target", target_runs.target)
+    table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
+    return ordered(table.reindex(columns=columns), grid)
+
+
+def architecture_table(target_runs, grid):
+    """Table 6 rows of one target: per arch, over all its runs, time per epoch (wall and
+    device-seconds), throughput, mean metrics, the policy with the best mean AUROC, and the
+    paper's."""
+    runs = target_runs.runs
+    columns = ["target", "arch", "runs", "device", "device_kind", "epochs", "seconds_per_epoch",
+               "device_seconds_per_epoch", "paper_hours_per_epoch", "images_per_second",
+               "train_accuracy", "paper_train_accuracy", "paper_epochs", "accuracy", "auroc",
+               "best_policy", "best_policy_auroc"]
+    paper = paper_frame("table6_architectures", {
+        "target": "target", "arch": "arch", "hours_per_epoch": "paper_hours_per_epoch",
+        "epochs": "paper_epochs", "accuracy": "paper_train_accuracy"}, percent=["accuracy"])
+    paper = paper[paper["target"] == target_runs.target]
+    if runs.empty:
+        return ordered(paper.reindex(columns=columns), grid)
+    rows = []
+    for arch, group in runs.groupby("arch", sort=False):
+        by_policy = group.groupby("policy", sort=False)["auroc"].mean()
+        rows.append({
+            "target": target_runs.target, "arch": arch, "runs": len(group),
+            "device": "; ".join(sorted(group["device"].unique())),
+            "device_kind": device_kind(group["gpus"]),
+            "epochs": group["epochs"].mean(),
+            "seconds_per_epoch": (group["train_seconds"] / group["epochs"]).mean(),
+            "device_seconds_per_epoch": (group["device_seconds"] / group["epochs"]).mean(),
+            "images_per_second": group["images_per_second"].mean(),
+            "train_accuracy": group["train_accuracy"].mean(),
+            "accuracy": group["accuracy"].mean(), "auroc": group["auroc"].mean(),
+            "best_policy": by_policy.idxmax(), "best_policy_auroc": by_policy.max()})
+    table = with_paper(pd.DataFrame(rows), paper, ["target", "arch"], keep_paper_rows=True)
+    return ordered(table.reindex(columns=columns), grid)
+
+
+def policy_table(target_runs, auroc, differences, reach, baselines, grid):
+    """Table 7 rows of one target: per arch x policy, the mean and spread across seeds, and per
+    baseline the paired AUROC difference with its interval, and the epochs (median and mean
+    over the seeds that got there) and device-seconds (mean) to reach the baseline's best
+    validation accuracy; the paper's accuracy and epochs where it gives them."""
+    runs = target_runs.runs
+    columns = ["target", "arch", "policy", "seeds", "device_kind", "epochs", "train_accuracy",
+               "paper_train_accuracy", "paper_epochs", "best_val_accuracy", "accuracy",
+               "accuracy_sd", "auroc", "auroc_sd", "device_seconds"]
+    for baseline in baselines:
+        columns += [f"delta_auroc_vs_{baseline}", f"delta_auroc_vs_{baseline}_ci_low",
+                    f"delta_auroc_vs_{baseline}_ci_high", f"beyond_noise_vs_{baseline}",
+                    f"epochs_to_{baseline}_best", f"epochs_to_{baseline}_best_mean",
+                    f"device_seconds_to_{baseline}_best", f"seeds_reaching_{baseline}_best"]
+    paper = paper_frame("table7_policies", {
+        "target": "target", "arch": "arch", "policy": "policy", "epochs": "paper_epochs",
+        "accuracy": "paper_train_accuracy"}, percent=["accuracy"])
+    paper = paper[paper["target"] == target_runs.target]
+    if runs.empty:
+        return ordered(paper.reindex(columns=columns), grid)
+    table = seed_summary(runs, ["epochs", "train_accuracy", "best_val_accuracy", "accuracy",
+                                "device_seconds"])
+    grouped = runs.groupby(["arch", "policy"], sort=False)
+    table["accuracy_sd"] = grouped["accuracy"].std()
+    table["device_kind"] = grouped["gpus"].agg(device_kind)
+    table = table.reset_index().merge(auroc[["arch", "policy", "auroc", "auroc_sd"]],
+                                      on=["arch", "policy"])
+    for baseline in baselines:
+        delta = differences[differences["baseline"] == baseline].rename(columns={
+            "delta_auroc": f"delta_auroc_vs_{baseline}",
+            "ci_low": f"delta_auroc_vs_{baseline}_ci_low",
+            "ci_high": f"delta_auroc_vs_{baseline}_ci_high"}).drop(columns=["baseline", "seeds"])
+        table = table.merge(delta, on=["arch", "policy"], how="left")
+        low, high = (table[f"delta_auroc_vs_{baseline}_ci_low"],
+                     table[f"delta_auroc_vs_{baseline}_ci_high"])
+        table[f"beyond_noise_vs_{baseline}"] = ((low > 0) | (high < 0)).where(low.notna())
+        reached = reach[reach["baseline"] == baseline]
+        by_policy = reached.groupby(["arch", "policy"], sort=False)
+        summary = pd.DataFrame({
+            f"epochs_to_{baseline}_best": by_policy["epoch"].median(),
+            f"epochs_to_{baseline}_best_mean": by_policy["epoch"].mean(),
+            f"device_seconds_to_{baseline}_best": by_policy["device_seconds"].mean(),
+            f"seeds_reaching_{baseline}_best": by_policy["epoch"].count(),
+        }).reset_index()
+        table = table.merge(summary, on=["arch", "policy"], how="left")
+    table.insert(0, "target", target_runs.target)
+    table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
+    return ordered(table.reindex(columns=columns), grid)
+
+
+def schedule_extras(policy, schedule):
+    """The policy-specific schedule parameters beyond the bounds and step size, as text."""
+    names = {"exp_range": ["gamma"], "modified_triangular2": ["reset_cycles"],
+             "one_cycle": ["total_steps", "div_factor", "final_div_factor", "pct_start"]}
+    return ", ".join(f"{name}={schedule[name]:g}" for name in names.get(policy, [])
+                     if name in schedule)
+
+
+def clr_table(target_runs, settings, lr_finder, grid):
+    """Table 8 rows of one target: per arch x cyclical policy (schedules with a max_lr), the
+    bounds the runs used and where they came from, the step size in optimizer steps and in
+    epochs, the epochs, other schedule parameters, the LR finder's suggestion, and the paper's.
+
+    `lr_finder` maps arch to the LR-finder JSON of this target (absent: none was run). For
+    one_cycle, base_lr is its starting LR, max_lr / div_factor.
+    """
+    runs = target_runs.runs
+    columns = ["target", "arch", "policy", "bounds_from", "base_lr", "paper_base_lr", "max_lr",
+               "paper_max_lr", "step_size", "step_size_epochs", "paper_step_size_epochs",
+               "epochs", "paper_epochs", "other", "lr_finder_rule", "lr_finder_base_lr",
+               "lr_finder_max_lr"]
+    paper = paper_frame("table8_clr", {
+        "target": "target", "arch": "arch", "policy": "policy", "base_lr": "paper_base_lr",
+        "max_lr": "paper_max_lr", "step_size_epochs": "paper_step_size_epochs",
+        "epochs": "paper_epochs"})
+    paper = paper[paper["target"] == target_runs.target]
+    configured = settings[target_runs.target]
+    rows = []
+    for (arch, policy), group in runs.groupby(["arch", "policy"], sort=False):
+        schedule = group["schedule"].iat[0]
+        if "max_lr" not in schedule:
+            continue
+        found = lr_finder.get(arch)
+        from_finder = found is not None and any(configured.get(bound) is None
+                                                for bound in lr_bounds(policy))
+        base_lr = (schedule["max_lr"] / schedule["div_factor"] if policy == "one_cycle"
+                   else schedule["base_lr"])
+        step_size = schedule.get("step_size", math.nan)
+        rows.append({
+            "target": target_runs.target, "arch": arch, "policy": policy,
+            "bounds_from": f"LR finder ({found['rule']})" if from_finder else "config",
+            "base_lr": base_lr, "max_lr": schedule["max_lr"], "step_size": step_size,
+            "step_size_epochs": step_size / group["steps_per_epoch"].iat[0],
+            "epochs": group["epochs"].iat[0], "other": schedule_extras(policy, schedule),
+            "lr_finder_rule": found["rule"] if found else None,
+            "lr_finder_base_lr": found["base_lr"] if found else math.nan,
+            "lr_finder_max_lr": found["max_lr"] if found else math.nan})
+    table = pd.DataFrame(rows, columns=columns[:3] + ["bounds_from", "base_lr", "max_lr",
+                                                       "step_size", "step_size_epochs",
+                                                       "epochs", "other", "lr_finder_rule",
+                                                       "lr_finder_base_lr", "lr_finder_max_lr"])
+    table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
+    return ordered(table.reindex(columns=columns), grid)

@@ -35,6 +35,7 @@ test: lint
 
 bench: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tests/benchmarks/run.py
+	$(BIN)/python tests/benchmarks/bench_report.py
 
 clean:
 	rm -rf results logs .snakemake report.zip

@@ -66,6 +66,17 @@ def test_each_architecture_trains_two_epochs_and_writes_every_output(tmp_path, a
     assert not (tmp_path / "checkpoint").exists(), "the checkpoint goes once outputs exist"
 
 
+def test_mixed_precision_trains_the_paper_head(tmp_path):
+    import keras
+
+    try:
+        result = tiny_run(tmp_path, "mobilenet", "constant", epochs=1, mixed_precision="on")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result.model.get_layer("head_dense250").compute_dtype == "bfloat16"
+    assert np.isfinite(result.history["loss"]).all()
+
+
 def test_mobilenet_learns_the_tiny_task(tmp_path):
     result = tiny_run(tmp_path, "mobilenet", "constant", epochs=6, learning_rate=0.01)
     assert result.metrics["auroc"] > 0.8

@@ -3,7 +3,9 @@
 Keras' ImageDataGenerator augmented in a per-image Python loop on the CPU. This layer draws
 the same transforms per image but applies them to the whole batch on the device, and fuses
 rotation, zoom, shift, shear and flip into a single affine resampling (one interpolation pass
-instead of five) built from gathers, so the train step still compiles with XLA. Brightness
+instead of five). TensorFlow's projective-transform kernel does the resampling, unless the
+train step is compiled with XLA, which has no kernel for it: then `xla_compatible=True`
+resamples with gathers, slower on a CPU but compiled with the rest on a GPU. Brightness
 is multiplicative, as ImageDataGenerator's `brightness_range` (PIL's ImageEnhance.Brightness),
 not Keras' additive RandomBrightness.
 
@@ -65,7 +67,8 @@ class PaperAugmentation(keras.layers.Layer):
     """
 
     def __init__(self, rotation_degrees=7.0, zoom=0.1, shift=0.1, shear=0.05,
-                 horizontal_flip=True, brightness=(0.4, 1.5), seed=None, **kwargs):
+                 horizontal_flip=True, brightness=(0.4, 1.5), seed=None, xla_compatible=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.rotation_degrees = float(rotation_degrees)
         self.zoom = float(zoom)
@@ -74,6 +77,7 @@ class PaperAugmentation(keras.layers.Layer):
         self.horizontal_flip = bool(horizontal_flip)
         self.brightness = tuple(float(b) for b in brightness)
         self.seed = seed
+        self.xla_compatible = bool(xla_compatible)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, images, training=None):
@@ -112,7 +116,14 @@ class PaperAugmentation(keras.layers.Layer):
         # input = Inv . (output - c - shift) + c
         tx = cx - (i00 * (cx + shift_x) + i01 * (cy + shift_y))
         ty = cy - (i10 * (cx + shift_x) + i11 * (cy + shift_y))
-        images = sample_bilinear(ops.cast(images, "float32"), (i00, i01, tx, i10, i11, ty))
+        inverse = (i00, i01, tx, i10, i11, ty)
+        if self.xla_compatible:
+            images = sample_bilinear(ops.cast(images, "float32"), inverse)
+        else:
+            zeros = ops.zeros((batch,))
+            images = ops.image.affine_transform(
+                ops.cast(images, "float32"), ops.stack([*inverse, zeros, zeros], axis=1),
+                interpolation="bilinear", fill_mode="nearest")
         low, high = self.brightness
         factor = ops.reshape(uniform(low, high), (-1, 1, 1, 1))
         return ops.cast(ops.clip(images * factor, 0.0, 255.0), dtype)
@@ -130,4 +141,5 @@ class PaperAugmentation(keras.layers.Layer):
             "horizontal_flip": self.horizontal_flip,
             "brightness": list(self.brightness),
             "seed": self.seed,
+            "xla_compatible": self.xla_compatible,
         }

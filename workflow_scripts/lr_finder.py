@@ -370,7 +370,7 @@ def run_range_test(*, split, cache_images, cache_index, arch, settings, finder, 
     images, parts = load_target(split, cache_images, cache_index, target)
     train = parts["train"]
     with device.strategy.scope():
-        model = new_model(arch, image_size, model_settings, settings, seed)
+        model = new_model(arch, image_size, model_settings, settings, seed, device.xla)
         compile_model(model, make_optimizer(settings, float(finder["min_lr"])), device.xla)
     steps = steps_per_epoch(train, settings["batch_size"])
     num_steps = max(3, round(finder["epochs"] * steps))

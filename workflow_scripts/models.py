@@ -12,7 +12,7 @@ then trains from scratch, as in the paper.
 """
 
 import keras
-from keras import layers, regularizers
+from keras import layers, ops, regularizers
 
 from workflow_scripts.augmentation import PaperAugmentation
 from workflow_scripts.stage import InputError, log
@@ -70,6 +70,24 @@ def alexnet_backbone(size):
     return keras.Model(inputs, x, name="alexnet")
 
 
+@keras.saving.register_keras_serializable(package="clr")
+class ActivityL2(regularizers.Regularizer):
+    """L2 penalty on a layer's output, summed in float32.
+
+    Under mixed precision the outputs are bfloat16; Keras' own L2 would add a bfloat16
+    penalty to the float32 loss, which fails, and would lose precision on the way.
+    """
+
+    def __init__(self, l2):
+        self.l2 = float(l2)
+
+    def __call__(self, x):
+        return self.l2 * ops.sum(ops.square(ops.cast(x, "float32")))
+
+    def get_config(self):
+        return {"l2": self.l2}
+
+
 def paper_head(x, dropout):
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
@@ -79,7 +97,7 @@ def paper_head(x, dropout):
             activation=None,
             kernel_regularizer=regularizers.L1L2(l1=0.001, l2=0.01),
             bias_regularizer=regularizers.L2(0.01),
-            activity_regularizer=regularizers.L2(0.001),
+            activity_regularizer=ActivityL2(0.001),
             name=f"head_dense{units}",
         )(x)
         x = layers.BatchNormalization(name=f"head_bn{units}")(x)
@@ -100,10 +118,12 @@ def nested_layers(layer):
 
 def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=1.0,
                 batch_norm_momentum=0.99, weights="none", weights_dir=None,
-                augmentation=None, seed=0):
+                augmentation=None, xla=False, seed=0):
     """The classifier for uint8 (size, size, 1) images with one sigmoid output (float32).
 
-    `augmentation` is a dict of PaperAugmentation arguments, or None for no augmentation.
+    `augmentation` is a dict of PaperAugmentation arguments, or None for no augmentation;
+    `xla` says the model will be compiled with XLA (the augmentation then resamples with
+    gathers).
     `batch_norm_momentum` replaces Keras' 0.99 in every batch normalization layer: a run of a
     few hundred steps needs a shorter memory (e.g. 0.9), or the running statistics used at
     inference still lag far behind the weights and every prediction comes out the same.
@@ -126,7 +146,8 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
     x = layers.Rescaling(1.0, dtype="float32", name="to_float")(inputs)
     if augmentation is not None:
         # float32 even under mixed precision: pixel coordinates need more than bfloat16's bits.
-        x = PaperAugmentation(**augmentation, seed=seed, dtype="float32", name="augmentation")(x)
+        x = PaperAugmentation(**augmentation, seed=seed, xla_compatible=xla, dtype="float32",
+                              name="augmentation")(x)
     if arch == "mobilenet":
         x = to_rgb_in("tf")(x)
         x = mobilenet_backbone(image_size, mobilenet_alpha, pretrained)(x)

@@ -90,7 +90,7 @@ def augmentation_settings(settings):
     return settings["augmentation"] if settings["augment"] else None
 
 
-def new_model(arch, image_size, model_settings, train_settings, seed):
+def new_model(arch, image_size, model_settings, train_settings, seed, xla):
     return build_model(
         arch, image_size,
         head=model_settings["head"],
@@ -100,6 +100,7 @@ def new_model(arch, image_size, model_settings, train_settings, seed):
         weights=model_settings["weights"],
         weights_dir=model_settings["weights_dir"],
         augmentation=augmentation_settings(train_settings),
+        xla=xla,
         seed=seed,
     )
 
@@ -252,7 +253,7 @@ def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy,
                      model_path, int(model.optimizer.iterations.numpy()))
         else:
             history, seconds = [], 0.0
-            model = new_model(arch, image_size, model_settings, settings, seed)
+            model = new_model(arch, image_size, model_settings, settings, seed, device.xla)
             compile_model(model, make_optimizer(settings, schedule), device.xla)
 
     recorder = EpochRecorder(checkpoint, history, seconds, schedule, epochs)

@@ -1,0 +1,103 @@
+"""The workflow as Snakemake sees it: config validation, the planned DAG, a local run."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+from conftest import HEADER
+from workflow_copy import copy_workflow, run_snakemake
+
+RULES = {"demo_dataset", "parse_metadata", "make_split", "split_summary", "build_image_cache",
+         "lr_finder", "train", "report_target", "report", "all"}
+
+
+@pytest.fixture
+def workflow(tmp_path):
+    return copy_workflow(tmp_path / "workflow")
+
+
+def planned_jobs(output):
+    """Job counts from the 'Job stats' table of a dry run."""
+    lines = output.split("Job stats:")[1].splitlines()[3:]
+    counts = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_default_config_plans_the_whole_dag(workflow):
+    jobs = planned_jobs(run_snakemake(workflow, "-n").stdout)
+    assert set(jobs) == RULES
+    assert jobs["train"] == 1 * 1 * 7 * 2  # targets x architectures x policies x seeds
+
+
+def write_config(workflow, text):
+    path = workflow / "config" / "custom.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("targets: [Effusion]\ntrian: {epochs: 2}\n", r"'trian' was unexpected"),
+        ("targets: [Effusion]\ntrain: {epoch: 2}\n", r"'epoch' was unexpected"),
+        ("targets: [Effusion]\ntrain: {epochs: ten}\n", r"'ten' is not of type 'integer'"),
+        ("targets: [Efusion]\n", r"targets: 'Efusion' is not a ChestX-ray14 label"),
+        ("targets: [Effusion]\npolicies: [cyclic]\n", r"'cyclic' is not one of"),
+        ("targets: [Effusion]\ndata: {source: nih}\n", r"data\.metadata is required"),
+        ("train: {epochs: 2}\n", r"'targets' is a required property"),
+    ],
+    ids=["unknown-key", "mistyped-nested-key", "wrong-type", "unknown-target",
+         "unknown-policy", "nih-without-paths", "no-targets"],
+)
+def test_bad_config_is_rejected_with_the_key_named(workflow, config, expected):
+    result = run_snakemake(workflow, "-n", "--configfile", write_config(workflow, config),
+                           check=False)
+    assert result.returncode != 0
+    assert re.search(expected, result.stdout), result.stdout[-2000:]
+
+
+def test_paper_preset_plans_the_paper_grid(workflow, tmp_path):
+    (tmp_path / "nih" / "images").mkdir(parents=True)
+    csv = tmp_path / "nih" / "Data_Entry_2017_v2020.csv"
+    csv.write_text(HEADER + "\n00000001_000.png,No Finding,0,1,50,M,PA,2500,2048,0.143,0.143\n")
+    data = f"data={{source: nih, metadata: {csv}, images: {tmp_path / 'nih' / 'images'}}}"
+    jobs = planned_jobs(run_snakemake(workflow, "-n", "--configfile", "config/paper.yaml",
+                                      "--config", data).stdout)
+    assert jobs["train"] == 15 * 3 * 7 * 5
+    assert jobs["make_split"] == 15 and jobs["fetch_weights"] == 1
+
+
+@pytest.mark.slow
+def test_local_run_of_the_test_config_end_to_end(workflow):
+    run_snakemake(workflow, "--cores", 2, "--configfile", "config/test.yaml")
+    results = workflow / "results"
+    assert (results / "report" / "report.html").stat().st_size > 0
+    summary = pd.read_csv(results / "splits" / "summary.csv")
+    assert list(summary["target"]) == ["Effusion", "Infiltration"]
+    metrics = json.loads((results / "runs/Effusion/mobilenet/triangular/seed0/metrics.json")
+                         .read_text())
+    assert metrics["epochs"] == 2 and 0 <= metrics["auroc"] <= 1
+    bounds = json.loads((results / "lr_finder/Effusion/mobilenet.json").read_text())
+    assert metrics["settings"]["schedule"]["max_lr"] == pytest.approx(bounds["max_lr"])
+    again = run_snakemake(workflow, "--cores", 2, "--configfile", "config/test.yaml")
+    assert "Nothing to be done" in again.stdout
+
+
+@pytest.mark.slow
+def test_bad_metadata_stops_the_run_with_the_row_and_leaves_no_output(workflow, tmp_path):
+    (tmp_path / "images").mkdir()
+    csv = tmp_path / "Data_Entry_2017_v2020.csv"
+    csv.write_text(HEADER + "\n00000001_000.png,Efusion,0,1,50,M,PA,2500,2048,0.143,0.143\n")
+    config = write_config(workflow, f"data: {{source: nih, metadata: {csv}, "
+                                    f"images: {tmp_path / 'images'}}}\ntargets: [Effusion]\n")
+    result = run_snakemake(workflow, "--cores", 1, "--configfile", config, "--",
+                           "results/labels/labels.parquet", check=False)
+    assert result.returncode != 0
+    assert "unknown label 'Efusion' in 'Finding Labels' on line(s) [2]" in result.stdout
+    assert not (workflow / "results" / "labels" / "labels.parquet").exists()

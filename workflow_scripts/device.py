@@ -34,11 +34,17 @@ def resolve(mode, has_gpu):
 
 def configure(settings, threads, seed):
     """Apply train settings (mixed_precision, xla, deterministic, gpus) and return the Device."""
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
     visible = tf.config.list_physical_devices("GPU")
-    for gpu in visible:
-        tf.config.experimental.set_memory_growth(gpu, True)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+        for gpu in visible:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:
+        # Only in a process where TensorFlow already ran (a notebook, the test suite): a
+        # job calls this first.
+        log.warning("TensorFlow is already initialized: thread and GPU-memory settings of "
+                    "this process stay as they are")
     requested = settings["gpus"]
     if not visible:
         log.warning("no GPU visible: training on the CPU with %d thread(s)", threads)

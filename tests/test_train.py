@@ -13,7 +13,7 @@ from tiny_data import write_tiny_target
 
 from workflow_scripts.train import HISTORY_COLUMNS, train_run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # most tests here train real models
 METRICS_CONTRACT = {"accuracy", "auroc", "auroc_ci_low", "auroc_ci_high", "sensitivity",
                     "specificity", "f1", "epochs", "train_seconds", "images_per_second",
                     "epochs_to_target"}
@@ -145,3 +145,30 @@ def test_killed_run_resumes_with_the_same_learning_rate_at_every_step(tmp_path, 
     pd.testing.assert_frame_equal(resumed_lr, reference_lr)
     np.testing.assert_array_equal(history["steps"],
                                   pd.read_csv(uninterrupted / "run" / "history.csv")["steps"])
+
+
+def test_a_cyclical_run_without_bounds_or_lr_finder_result_stops_before_training(tmp_path):
+    from workflow_scripts.stage import InputError
+    from workflow_scripts.train import with_lr_finder_bounds
+
+    settings = schema_config()["train"]
+    with pytest.raises(InputError, match=r"train\.base_lr and train\.max_lr not set for "
+                                         r"policy 'triangular' and no LR-finder result"):
+        with_lr_finder_bounds("triangular", settings, None)
+    assert with_lr_finder_bounds("constant", settings, None) == settings
+    found = tmp_path / "bounds.json"
+    found.write_text(json.dumps({"base_lr": 0.01, "max_lr": 0.04}))
+    filled = with_lr_finder_bounds("one_cycle", settings, found)
+    assert filled["max_lr"] == 0.04 and filled["base_lr"] is None
+
+
+def test_a_split_without_test_positives_is_named(tmp_path):
+    from workflow_scripts.input_pipeline import load_target
+    from workflow_scripts.stage import InputError
+
+    split, images, index = write_tiny_target(tmp_path / "data")
+    frame = pd.read_parquet(split)
+    frame.loc[frame["split"] == "test", "label"] = 0
+    frame.to_parquet(split, index=False)
+    with pytest.raises(InputError, match=r"the test split of Effusion has 0 positive"):
+        load_target(split, images, index, "Effusion")

@@ -54,14 +54,8 @@ require_positive_integer() {
         die "$name must be a positive integer, got '$value'; set it to e.g. $3 or unset it."
 }
 
-# A pid file names a running process only if that process still exists; stale files
-# from a killed machine must not count as "running".
-pid_alive() {
-    local pid_file=$1 pid
-    [[ -s "$pid_file" ]] || return 1
-    pid=$(<"$pid_file")
-    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
-}
+# shellcheck source=tests/slurm/pid.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pid.sh"
 
 stop_pid_file() {
     local pid_file=$1 pid

@@ -20,12 +20,8 @@ info() {
     echo "stop-cluster.sh: $*"
 }
 
-pid_alive() {
-    local pid_file=$1 pid
-    [[ -s "$pid_file" ]] || return 1
-    pid=$(<"$pid_file")
-    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
-}
+# shellcheck source=tests/slurm/pid.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pid.sh"
 
 # SIGTERM, then SIGKILL if the daemon is still there after ten seconds.
 stop_pid_file() {

@@ -12,6 +12,7 @@ from workflow_scripts.stage import InputError
 ROWS = [
     ("No Finding", 1, 0, 57),
     ("Cardiomegaly|Effusion", 1, 1, 58),
+    ("Effusion|Cardiomegaly", 1, 2, 58),
     ("Effusion", 2, 0, 31),
     ("Nodule|Mass|Effusion", 2, 1, 31),
     ("No Finding", 3, 0, 8),
@@ -24,16 +25,18 @@ def test_both_dialects_give_the_same_typed_table(tmp_path, dialect):
     table, summary = parse_metadata(write_data_entry(tmp_path / "d.csv", ROWS, dialect))
     assert summary["dialect"] == dialect
     assert list(table["image_index"]) == [f"{p:08d}_{f:03d}.png" for _, p, f, _ in ROWS]
-    assert table["patient_id"].tolist() == [1, 1, 2, 2, 3, 4]
-    assert table["follow_up"].tolist() == [0, 1, 0, 1, 0, 0]
-    assert table["age_years"].tolist() == [57, 58, 31, 31, 8, 70]
+    assert table["patient_id"].tolist() == [1, 1, 1, 2, 2, 3, 4]
+    assert table["follow_up"].tolist() == [0, 1, 2, 0, 1, 0, 0]
+    assert table["age_years"].tolist() == [57, 58, 58, 31, 31, 8, 70]
     assert table["patient_id"].dtype == np.int32 and table["age_years"].dtype == np.float32
     assert set(LABELS) <= set(table.columns) and table["Effusion"].dtype == bool
-    assert table["n_labels"].tolist() == [0, 2, 1, 3, 0, 1]
-    assert table.loc[3, "label_set"] == "Effusion|Mass|Nodule"
-    assert table.loc[5, "Pleural_Thickening"] and not table.loc[5, "No Finding"]
-    assert summary["n_images"] == 6 and summary["n_patients"] == 4
-    assert summary["n_label_sets"] == 5
+    assert table["n_labels"].tolist() == [0, 2, 2, 1, 3, 0, 1]
+    assert table.loc[4, "label_set"] == "Effusion|Mass|Nodule"
+    assert table.loc[1, "label_set"] == table.loc[2, "label_set"] == "Cardiomegaly|Effusion"
+    assert table.loc[6, "Pleural_Thickening"] and not table.loc[6, "No Finding"]
+    assert summary["n_images"] == 7 and summary["n_patients"] == 4
+    assert summary["n_label_sets"] == 6, "label sets as written, the paper's count"
+    assert summary["n_label_combinations"] == 5
 
 
 def test_2017_ages_in_months_days_and_impossible_values(tmp_path):
@@ -55,8 +58,8 @@ def test_label_counts_are_table_1(tmp_path):
     assert list(counts.columns) == ["single_label_images", "images"]
     assert list(counts.index) == list(LABELS)
     assert counts.loc["No Finding"].tolist() == [2, 2]
-    assert counts.loc["Effusion"].tolist() == [1, 3]
-    assert counts.loc["Cardiomegaly"].tolist() == [0, 1]
+    assert counts.loc["Effusion"].tolist() == [1, 4]
+    assert counts.loc["Cardiomegaly"].tolist() == [0, 2]
     assert counts.loc["Pleural_Thickening"].tolist() == [1, 1]
     assert counts.loc[list(DISEASES), "images"].sum() == table["n_labels"].sum()
 

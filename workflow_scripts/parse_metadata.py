@@ -213,7 +213,10 @@ def parse_metadata(path):
         "dialect": dialect,
         "n_images": len(table),
         "n_patients": int(table["patient_id"].nunique()),
-        "n_label_sets": int(table["label_set"].nunique()),
+        # As written in the CSV: the paper's count (836 in v2020). A few rows list the same
+        # labels in another order, so the order-free combinations are fewer (801).
+        "n_label_sets": int(frame["finding_labels"].str.strip().nunique()),
+        "n_label_combinations": int(table["label_set"].nunique()),
         "n_no_finding": int(table[NO_FINDING].sum()),
         "n_multi_label": int((table["n_labels"] > 1).sum()),
         "implausible_ages_set_missing": implausible_ages,

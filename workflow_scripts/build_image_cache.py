@@ -1,10 +1,10 @@
 """Stage `build_image_cache`: decode every PNG that any split uses, once, into a uint8 array.
 
 Decoding a 1024x1024 PNG costs several milliseconds of a core; doing it every epoch is what
-made the original study take hours per epoch. Here each image is decoded once (Wuffs, the
-fastest PNG decoder with Python bindings, converting RGBA and 16-bit images to 8-bit gray on
-the way), resized once to `image_size` with area interpolation, and written into one `.npy`
-array that training memory-maps. `index.parquet` maps image names to rows.
+made the original study take hours per epoch. Here each image is decoded once (by
+`png_decoder`, which also turns RGBA and 16-bit images into 8-bit gray), resized once to
+`image_size` with area interpolation, and written into one `.npy` array that training
+memory-maps. `index.parquet` maps image names to rows.
 
 Workers write their rows straight into the memory-mapped output, so no pixel data crosses a
 process boundary. Outputs are written under temporary names and renamed at the end, so a
@@ -20,8 +20,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from pywuffs import ImageDecoderType, PixelFormat
-from pywuffs.aux import ImageDecoder, ImageDecoderConfig
 
 from workflow_scripts.stage import InputError, log, run
 
@@ -53,13 +51,6 @@ def find_pngs(root):
     return paths
 
 
-def make_decoder():
-    config = ImageDecoderConfig()
-    config.enabled_decoders = [ImageDecoderType.PNG]
-    config.pixel_format = PixelFormat.Y  # gray; RGBA and 16-bit inputs are converted
-    return ImageDecoder(config)
-
-
 def resize_area(image, size):
     """Area-average to size x size; an integer factor first, since OpenCV's fast path needs one."""
     height, width = image.shape
@@ -71,26 +62,25 @@ def resize_area(image, size):
     return image
 
 
-def decode_image(decoder, path, size):
+def decode_image(path, size):
     """Decode one PNG to a size x size uint8 array; raises ValueError if it cannot."""
+    # Imported here: training imports this module for `load_cache` alone and need not load
+    # Numba and the decoder.
+    from workflow_scripts.png_decoder import decode_gray
+
     with open(path, "rb") as handle:
-        data = handle.read()
-    result = decoder.decode(data)
-    if result.error_message:
-        raise ValueError(result.error_message)
-    return resize_area(np.ascontiguousarray(result.pixbuf[:, :, 0]), size)
+        return resize_area(decode_gray(handle.read()), size)
 
 
 def decode_rows(task):
     """Worker: decode `paths` into rows `start...` of the memory-mapped array; return failures."""
     array_path, start, paths, size = task
     cv2.setNumThreads(1)  # one process per core already; nested threads only contend
-    decoder = make_decoder()
     array = np.load(array_path, mmap_mode="r+")
     failures = []
     for offset, path in enumerate(paths):
         try:
-            array[start + offset] = decode_image(decoder, path, size)
+            array[start + offset] = decode_image(path, size)
         except (OSError, ValueError) as error:
             failures.append((start + offset, path, str(error)))
     array.flush()
@@ -125,6 +115,9 @@ def build_cache(names, root, size, array_path, index_path, workers=1, skip_unrea
         tasks = [(temporary_array, start, [files[name] for name in present[start:start + CHUNK]],
                   size) for start in range(0, len(present), CHUNK)]
         failures = []
+        from workflow_scripts.png_decoder import compile_decoder
+
+        compile_decoder()  # once here, not in every worker
         if workers > 1:
             with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
                 for chunk_failures in pool.map(decode_rows, tasks):

@@ -37,7 +37,11 @@ def tiny_run(tmp_path, arch, policy, epochs=2, **train_changes):
     config = schema_config(
         train={"epochs": epochs, "batch_size": 16, "threads": 1, "base_lr": 0.002,
                "max_lr": 0.02, "step_size_epochs": 1, "target_accuracy": 0.6, **train_changes},
-        model={"mobilenet_alpha": 0.25}, metrics={"bootstrap_samples": 200})
+        # A few dozen steps need a short batch-norm memory, as in the demo; with Keras' 0.99
+        # inference uses stale statistics and scores every image alike, and whether the test
+        # AUROC of such a run clears a bar is down to rounding.
+        model={"mobilenet_alpha": 0.25, "batch_norm_momentum": 0.9},
+        metrics={"bootstrap_samples": 200})
     return train_run(split=split, cache_images=images, cache_index=index,
                      checkpoint_dir=tmp_path / "checkpoint", arch=arch, policy=policy, seed=0,
                      settings=config["train"], model_settings=config["model"],

@@ -122,8 +122,8 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
     """The classifier for uint8 (size, size, 1) images with one sigmoid output (float32).
 
     `augmentation` is a dict of PaperAugmentation arguments, or None for no augmentation;
-    `xla` says the model will be compiled with XLA (the augmentation then resamples with
-    gathers).
+    `xla` says the model will be compiled with XLA (the augmentation's sampler then compiles
+    with the train step instead of on its own).
     `batch_norm_momentum` replaces Keras' 0.99 in every batch normalization layer: a run of a
     few hundred steps needs a shorter memory (e.g. 0.9), or the running statistics used at
     inference still lag far behind the weights and every prediction comes out the same.

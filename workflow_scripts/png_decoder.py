@@ -62,6 +62,7 @@ def read_chunks(data):
     if data[:8] != SIGNATURE:
         raise ValueError("not a PNG file (the first 8 bytes are not the PNG signature)")
     header, parts, position = None, [], 8
+    view = memoryview(data)  # slices of a view are not copies; the join below is the one copy
     while position + 8 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, position)
         start = position + 8
@@ -76,7 +77,7 @@ def read_chunks(data):
                 raise ValueError(f"IHDR declares an empty image ({width}x{height})")
             header = (width, height, bit_depth, colour_type, interlace)
         elif kind == b"IDAT":
-            parts.append(data[start:start + length])
+            parts.append(view[start:start + length])
         elif kind == b"IEND":
             if header is None or not parts:
                 raise ValueError("no IHDR or no IDAT chunk before IEND")

@@ -5,8 +5,8 @@ import tensorflow as tf
 
 from workflow_scripts.augmentation import (
     PaperAugmentation,
-    sample_bilinear,
-    sample_bilinear_compiled,
+    resample_and_brighten,
+    resample_and_brighten_compiled,
 )
 
 NONE = {"rotation_degrees": 0, "zoom": 0, "shift": 0, "shear": 0, "horizontal_flip": False,
@@ -50,7 +50,7 @@ def test_shift_moves_content_by_whole_pixels():
     assert out.sum() == pytest.approx(255.0, rel=1e-3), "a shifted image keeps its mass"
 
 
-def test_sampler_matches_tensorflows_projective_transform():
+def test_resampling_matches_tensorflows_projective_transform():
     x = images(batch=16, size=32)
     rng = np.random.default_rng(7)
     angle, zoom = rng.uniform(-0.2, 0.2, 16), rng.uniform(0.9, 1.1, 16)
@@ -60,9 +60,11 @@ def test_sampler_matches_tensorflows_projective_transform():
     reference = keras.ops.image.affine_transform(
         x, np.concatenate([inverse, np.zeros((2, 16), "float32")]).T,
         interpolation="bilinear", fill_mode="nearest")
-    for sampler in (sample_bilinear, sample_bilinear_compiled):
-        out = np.asarray(sampler(tf.constant(x), tf.constant(inverse)))
-        assert np.abs(out - np.asarray(reference)).mean() < 0.5, sampler
+    brightness = rng.uniform(0.5, 1.5, 16).astype("float32")
+    expected = np.clip(np.asarray(reference) * brightness[:, None, None, None], 0, 255)
+    for transform in (resample_and_brighten, resample_and_brighten_compiled):
+        out = np.asarray(transform(tf.constant(x), tf.constant(inverse), tf.constant(brightness)))
+        assert np.abs(out - expected).mean() < 0.5, transform
 
 
 def test_augmentation_compiles_with_xla():

@@ -57,9 +57,17 @@ def sample_bilinear(images, inverse):
     return ops.reshape(mixed, (batch, height, width, channels))
 
 
+def resample_and_brighten(images, inverse, brightness):
+    """All of the layer's per-pixel work, for XLA to fuse into one pass over the output:
+    `sample_bilinear` of the images as float32, times `brightness` (one factor per image),
+    clipped to [0, 255]."""
+    resampled = sample_bilinear(ops.cast(images, "float32"), inverse)
+    return ops.clip(resampled * ops.reshape(brightness, (-1, 1, 1, 1)), 0.0, 255.0)
+
+
 # For steps that are not compiled with XLA. One trace per batch shape (the last batch of an
 # epoch is smaller), hence no retracing limit to worry about.
-sample_bilinear_compiled = tf.function(sample_bilinear, jit_compile=True)
+resample_and_brighten_compiled = tf.function(resample_and_brighten, jit_compile=True)
 
 
 @keras.saving.register_keras_serializable(package="clr")
@@ -124,11 +132,10 @@ class PaperAugmentation(keras.layers.Layer):
         tx = cx - (i00 * (cx + shift_x) + i01 * (cy + shift_y))
         ty = cy - (i10 * (cx + shift_x) + i11 * (cy + shift_y))
         inverse = ops.stack([i00, i01, tx, i10, i11, ty])
-        sampler = sample_bilinear if self.xla_compatible else sample_bilinear_compiled
-        images = sampler(ops.cast(images, "float32"), inverse)
         low, high = self.brightness
-        factor = ops.reshape(uniform(low, high), (-1, 1, 1, 1))
-        return ops.cast(ops.clip(images * factor, 0.0, 255.0), dtype)
+        transform = (resample_and_brighten if self.xla_compatible
+                     else resample_and_brighten_compiled)
+        return ops.cast(transform(images, inverse, uniform(low, high)), dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -38,6 +38,16 @@ def test_round_trip_matches_area_resize(tmp_path, workers):
         assert np.abs(array[rows[name]].astype(int) - expected).max() <= 1
 
 
+@pytest.mark.timeout(60, method="thread")  # a hung fork ends the session instead of CI
+def test_workers_fork_safely_after_opencv_has_used_its_threads(tmp_path):
+    cv2.GaussianBlur(np.zeros((2048, 2048), np.float32), (0, 0), 5)  # starts OpenCV's pool
+    threads = cv2.getNumThreads()
+    images = write_pngs(tmp_path / "png", 80)
+    stats = build_cache(sorted(images), tmp_path / "png", 32, *paths(tmp_path), workers=2)
+    assert stats["images"] == 80
+    assert cv2.getNumThreads() == threads, "the caller's OpenCV threads are left as they were"
+
+
 def test_resize_handles_non_integer_factors_and_upscaling():
     image = np.full((1024, 1024), 200, np.uint8)
     assert resize_area(image, 224).shape == (224, 224)

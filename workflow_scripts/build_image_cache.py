@@ -95,7 +95,6 @@ def decode_image(path, size):
 def decode_rows(task):
     """Worker: decode `paths` into rows `start...` of the memory-mapped array; return failures."""
     array_path, start, paths, size = task
-    cv2.setNumThreads(1)  # one process per core already; nested threads only contend
     array = np.load(array_path, mmap_mode="r+")
     failures = []
     for offset, path in enumerate(paths):
@@ -105,6 +104,26 @@ def decode_rows(task):
             failures.append((start + offset, path, str(error)))
     array.flush()
     return failures
+
+
+def decode_in_parallel(tasks, workers):
+    """Run `decode_rows` over `tasks` in `workers` forked processes; return all failures."""
+    from workflow_scripts.png_decoder import compile_decoder
+
+    compile_decoder()  # once here, not in every worker
+    reuse_freed_buffers()
+    # One image per process and core, so OpenCV's own threads would only contend. Set in the
+    # parent: no OpenCV thread pool may exist when the workers fork, since a child that
+    # inherits the pool without its threads hangs as soon as it touches it.
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        if workers == 1:
+            return [failure for task in tasks for failure in decode_rows(task)]
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            return [failure for failures in pool.map(decode_rows, tasks) for failure in failures]
+    finally:
+        cv2.setNumThreads(opencv_threads)
 
 
 def images_in_splits(split_paths):
@@ -134,18 +153,7 @@ def build_cache(names, root, size, array_path, index_path, workers=1, skip_unrea
         del array
         tasks = [(temporary_array, start, [files[name] for name in present[start:start + CHUNK]],
                   size) for start in range(0, len(present), CHUNK)]
-        failures = []
-        from workflow_scripts.png_decoder import compile_decoder
-
-        compile_decoder()  # once here, not in every worker
-        reuse_freed_buffers()
-        if workers > 1:
-            with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-                for chunk_failures in pool.map(decode_rows, tasks):
-                    failures.extend(chunk_failures)
-        else:
-            for task in tasks:
-                failures.extend(decode_rows(task))
+        failures = decode_in_parallel(tasks, workers)
         if failures and not skip_unreadable:
             _, paths, errors = zip(*failures, strict=True)
             raise InputError(

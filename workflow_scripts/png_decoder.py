@@ -2,10 +2,10 @@
 
 Decoding a 1024x1024 radiograph spends its time in two loops: inflating the zlib stream and
 undoing PNG's per-row filters. Here libdeflate inflates (it may, because IHDR gives the exact
-output size), and the filter loops are compiled by Numba with the running pixel kept in a
-register. That matters most for the Average filter, which libpng picks for noisy films: the
-general-purpose decoders reload each pixel from memory, so each byte waits for the store of
-the byte before it.
+output size), and the filter loops are compiled by Numba. With one byte per pixel, the Sub,
+Average and Paeth filters predict each byte from the one just decoded, so a row is one chain
+of dependent steps; keeping that byte in a register instead of reading it back from the
+output shortens every step. Average matters most: libpng picks it for noisy films.
 
 The fast path covers what ChestX-ray14 ships and the usual writers produce: non-interlaced
 gray, gray+alpha, RGB and RGBA at 8 or 16 bits. Palette images, bit depths below 8 and Adam7

@@ -41,7 +41,7 @@ def main():
     parser.add_argument("--decode-images", type=int, default=40,
                         help="PNGs re-encoded with each row filter for the decoder comparison")
     parser.add_argument("--train-steps", type=int, default=12)
-    parser.add_argument("--train-repeats", type=int, default=2)
+    parser.add_argument("--train-repeats", type=int, default=3)
     arguments = parser.parse_args()
     out = arguments.out
     out.mkdir(parents=True, exist_ok=True)

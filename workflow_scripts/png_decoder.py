@@ -127,6 +127,16 @@ def paeth(a, b, c):
 
 
 @numba.njit(inline="always")
+def predict(kind, left, up, above_left):
+    """The Sub, Average or Paeth prediction of a byte from its neighbours."""
+    if kind == SUB:
+        return left
+    if kind == AVERAGE:
+        return (left + up) >> 1
+    return paeth(left, up, above_left)
+
+
+@numba.njit(inline="always")
 def undo_gray8(kind, row, above, out):
     """Sub, Average and Paeth for one byte per pixel. The left neighbour is the byte just
     written, so it stays in a register instead of being read back from `out`."""
@@ -134,13 +144,7 @@ def undo_gray8(kind, row, above, out):
     above_left = 0
     for x in range(row.size):
         up = np.int64(above[x])
-        if kind == SUB:
-            predicted = left
-        elif kind == AVERAGE:
-            predicted = (left + up) >> 1
-        else:
-            predicted = paeth(left, up, above_left)
-        left = (np.int64(row[x]) + predicted) & 0xFF
+        left = (np.int64(row[x]) + predict(kind, left, up, above_left)) & 0xFF
         out[x] = left
         above_left = up
 
@@ -150,14 +154,8 @@ def undo_wide(kind, row, above, out, step):
     """Sub, Average and Paeth for `step` bytes per pixel (16-bit or several channels)."""
     for x in range(row.size):
         left = np.int64(out[x - step]) if x >= step else 0
-        up = np.int64(above[x])
-        if kind == SUB:
-            predicted = left
-        elif kind == AVERAGE:
-            predicted = (left + up) >> 1
-        else:
-            predicted = paeth(left, up, np.int64(above[x - step]) if x >= step else 0)
-        out[x] = (np.int64(row[x]) + predicted) & 0xFF
+        above_left = np.int64(above[x - step]) if x >= step else 0
+        out[x] = (np.int64(row[x]) + predict(kind, left, np.int64(above[x]), above_left)) & 0xFF
 
 
 def compile_decoder():

@@ -129,18 +129,12 @@ PNG_FILTERS = ("NONE", "SUB", "UP", "AVG", "PAETH")
 def decoders():
     """PNG bytes -> 8-bit gray, by the product's decoder and by the fastest general ones."""
     import cv2
-    from pywuffs import ImageDecoderType, PixelFormat
-    from pywuffs.aux import ImageDecoder, ImageDecoderConfig
 
-    from workflow_scripts.png_decoder import compile_decoder, decode_gray
+    from workflow_scripts.png_decoder import compile_decoder, decode_gray, decode_with_wuffs
 
     compile_decoder()
-    config = ImageDecoderConfig()
-    config.enabled_decoders = [ImageDecoderType.PNG]
-    config.pixel_format = PixelFormat.Y
-    wuffs = ImageDecoder(config)
     return {"product": decode_gray,
-            "wuffs": lambda data: wuffs.decode(data).pixbuf,
+            "wuffs": decode_with_wuffs,
             "libpng": lambda data: cv2.imdecode(np.frombuffer(data, np.uint8),
                                                 cv2.IMREAD_GRAYSCALE)}
 

@@ -50,8 +50,10 @@ TABLES = {
     "table2_split_sizes": ("Table 2. Images per target and split",
                            "The paper's 80% training share compares with train + val."),
     "table3_batches": ("Table 3. Batches per epoch",
-                       "Training batches as the runs counted them; test batches = "
-                       "ceil(test images / batch size)."),
+                       "Training batches as the runs counted them: full batches only (the "
+                       "few images left over wait for a later epoch's shuffle), where the "
+                       "paper's last batch held the remainder; test batches = ceil(test "
+                       "images / batch size)."),
     "table4_optimizers": ("Table 4. Optimizer settings",
                           "As configured (defaults with the target's overrides); decay is "
                           "the time_decay policy's lr / (1 + decay x step)."),

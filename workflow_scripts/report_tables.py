@@ -521,14 +521,15 @@ def split_table(split_summary, target):
 
 def batch_table(split_summary, settings, target_runs):
     """Table 3 row: batch size and batches per epoch (training: as the runs counted them, else
-    ceil(train images / batch size); test: ceil(test images / batch size)), and the paper's."""
+    floor(train images / batch size), full batches only; test: ceil(test images / batch size)),
+    and the paper's."""
     target = target_runs.target
     sizes = split_table(split_summary, target).iloc[0]
     runs = target_runs.runs
     batch_size = int(runs["batch_size"].iat[0]) if not runs.empty else (
         settings[target]["batch_size"])
     train_batches = (int(runs["steps_per_epoch"].iat[0]) if not runs.empty
-                     else math.ceil(sizes["train"] / batch_size))
+                     else sizes["train"] // batch_size)
     table = pd.DataFrame([{"target": target, "batch_size": batch_size,
                            "train_images": int(sizes["train"]), "train_batches": train_batches,
                            "test_images": int(sizes["test"]),

@@ -233,7 +233,7 @@ def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy,
     images, parts = load_target(split, cache_images, cache_index, target)
     train, val, test = parts["train"], parts["val"], parts["test"]
     batch_size, epochs = settings["batch_size"], settings["epochs"]
-    steps = steps_per_epoch(train, batch_size)
+    steps = steps_per_epoch(train, batch_size, target)
     params = schedule_params(policy, settings, steps, epochs)
     schedule = make_schedule(policy, **params)
     train_names = hashlib.sha256("\n".join(train.image_index).encode()).hexdigest()

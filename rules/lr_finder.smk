@@ -11,7 +11,11 @@ rule lr_finder:
         bounds="results/lr_finder/{target}/{arch}.json",
         plot="results/lr_finder/{target}/{arch}.png",
     log:
-        "logs/lr_finder/{target}/{arch}.log",
+        log="logs/lr_finder/{target}/{arch}.log",
+        # Where a range test that gives no usable bounds leaves its curve and figure:
+        # Snakemake deletes a failed job's outputs, not its logs.
+        curve="logs/lr_finder/{target}/{arch}.curve.csv",
+        figure="logs/lr_finder/{target}/{arch}.curve.png",
     params:
         settings=lambda wildcards: target_settings(wildcards.target, "train"),
         finder=lambda wildcards: target_settings(wildcards.target, "lr_finder"),

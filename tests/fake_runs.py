@@ -156,17 +156,24 @@ def write_run(folder, *, target, arch, policy, seed, test, skill, epochs, steps_
 def write_lr_finder(folder, target, arch, rule="min_loss"):
     """results/lr_finder/{target}/{arch}.csv and .json as the lr_finder stage writes them."""
     lrs = np.geomspace(1e-7, 1.0, 60)
-    loss = 0.7 - 0.2 / (1 + np.exp(-3 * (np.log10(lrs) + 3.5))) + 2.0 * lrs ** 2
-    curve = pd.DataFrame({"step": np.arange(len(lrs)), "lr": lrs, "loss": loss,
-                          "smoothed_loss": pd.Series(loss).ewm(alpha=0.2).mean()})
-    best = int(np.argmin(curve["smoothed_loss"]))
+    data_loss = 0.7 - 0.2 / (1 + np.exp(-3 * (np.log10(lrs) + 3.5))) + 2.0 * lrs ** 2
+    penalty = 3.0 - 2.0 * lrs
+    curve = pd.DataFrame({"step": np.arange(len(lrs)), "lr": lrs, "loss": data_loss + penalty,
+                          "data_loss": data_loss, "penalty": penalty,
+                          "smoothed_data_loss": pd.Series(data_loss).ewm(alpha=0.2).mean(),
+                          "centred_data_loss": pd.Series(data_loss).rolling(
+                              5, center=True, min_periods=1).mean()})
+    best = int(np.argmin(curve["centred_data_loss"]))
     picked = {"max_lr": LR_FINDER_BOUNDS["max_lr"], "base_lr": LR_FINDER_BOUNDS["base_lr"],
-              "lr": float(lrs[best]), "step": best}
-    summary = {"target": target, "arch": arch, "rule": rule, **picked,
-               "suggestions": {name: dict(picked) for name in ("min_loss", "steepest", "valley")},
-               "stopped_early": False, "stop_reason": "all 60 steps ran, up to lr 1",
-               "steps_run": len(lrs), "sweep": {"min_lr": 1e-7, "max_lr": 1.0, "num_steps": 60,
-                                                "beta": 0.98, "stop_factor": 4}}
+              "lr": LR_FINDER_BOUNDS["max_lr"], "step": best}
+    summary = {"target": target, "arch": arch, "rule": rule, "configured_rule": rule,
+               "fallback_used": False, "verdict": f"{rule} passed every check", **picked,
+               "suggestions": {name: {**picked, "passed": True, "problems": []}
+                               for name in ("min_loss", "steepest", "valley")},
+               "stopped_early": True, "stop_reason": "the smoothed data loss exceeded 4 x its "
+               "best", "steps_run": len(lrs), "sweep": {"min_lr": 1e-7, "max_lr": 1.0,
+                                                       "num_steps": 60, "beta": 0.98,
+                                                       "stop_factor": 4}}
     folder.mkdir(parents=True, exist_ok=True)
     curve.to_csv(folder / f"{arch}.csv", index=False)
     (folder / f"{arch}.json").write_text(json.dumps(summary, indent=2))

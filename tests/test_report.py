@@ -246,6 +246,7 @@ def test_table8_clr_parameters_from_the_lr_finder(built):
     assert triangular["base_lr"] == LR_FINDER_BOUNDS["base_lr"]
     assert triangular["max_lr"] == LR_FINDER_BOUNDS["max_lr"]
     assert triangular["bounds_from"] == "LR finder (min_loss)"
+    assert triangular["lr_finder_check"] == "min_loss passed every check"
     assert triangular["step_size"] == 16 and triangular["step_size_epochs"] == 2
     one_cycle = row(table, target="Effusion", arch="alexnet", policy="one_cycle")
     assert one_cycle["base_lr"] == pytest.approx(LR_FINDER_BOUNDS["max_lr"] / 25)

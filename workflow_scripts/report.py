@@ -78,7 +78,9 @@ TABLES = {
                               "Bounds as the runs used them (from the config or the LR "
                               "finder); step size = half a cycle, in optimizer steps and in "
                               "epochs. For one_cycle, base_lr is its starting LR, max_lr / "
-                              "div_factor."),
+                              "div_factor. The LR finder's rule and its check's verdict: a "
+                              "configured rule whose pick failed a check is replaced by the "
+                              "fallback rule, and the verdict says why."),
     "missing_runs": ("Missing runs", "Configured runs without outputs, left out of this report "
                      "(report.allow_missing)."),
 }
@@ -132,8 +134,10 @@ def read_lr_finder(paths):
         except (OSError, ValueError) as error:
             raise InputError(f"{path}: unreadable LR-finder result ({error}); rerun the "
                              "lr_finder rule for it.") from error
-        absent = [k for k in ("rule", "base_lr", "max_lr") if k not in summary] + [
-            c for c in ("lr", "loss", "smoothed_loss") if c not in curve.columns]
+        absent = [k for k in ("rule", "base_lr", "max_lr", "verdict", "suggestions")
+                  if k not in summary] + [
+            c for c in ("step", "lr", "data_loss", "centred_data_loss", "penalty")
+            if c not in curve.columns]
         if absent:
             raise InputError(f"{path}: the LR-finder result lacks {', '.join(absent)}; rerun "
                              "the lr_finder rule for it.")

@@ -689,7 +689,8 @@ def schedule_extras(policy, schedule):
 def clr_table(target_runs, settings, lr_finder, grid):
     """Table 8 rows of one target: per arch x cyclical policy (schedules with a max_lr), the
     bounds the runs used and where they came from, the step size in optimizer steps and in
-    epochs, the epochs, other schedule parameters, the LR finder's suggestion, and the paper's.
+    epochs, the epochs, other schedule parameters, the LR finder's bounds with the rule that
+    gave them and its check's verdict, and the paper's.
 
     `lr_finder` maps arch to the LR-finder JSON of this target (absent: none was run). For
     one_cycle, base_lr is its starting LR, max_lr / div_factor.
@@ -698,7 +699,7 @@ def clr_table(target_runs, settings, lr_finder, grid):
     columns = ["target", "arch", "policy", "bounds_from", "base_lr", "paper_base_lr", "max_lr",
                "paper_max_lr", "step_size", "step_size_epochs", "paper_step_size_epochs",
                "epochs", "paper_epochs", "other", "lr_finder_rule", "lr_finder_base_lr",
-               "lr_finder_max_lr"]
+               "lr_finder_max_lr", "lr_finder_check"]
     paper = paper_frame("table8_clr", {
         "target": "target", "arch": "arch", "policy": "policy", "base_lr": "paper_base_lr",
         "max_lr": "paper_max_lr", "step_size_epochs": "paper_step_size_epochs",
@@ -718,16 +719,20 @@ def clr_table(target_runs, settings, lr_finder, grid):
         step_size = schedule.get("step_size", math.nan)
         rows.append({
             "target": target_runs.target, "arch": arch, "policy": policy,
-            "bounds_from": f"LR finder ({found['rule']})" if from_finder else "config",
+            "bounds_from": (f"LR finder ({found['rule']}"
+                            + (", fallback)" if found.get("fallback_used") else ")"))
+            if from_finder else "config",
             "base_lr": base_lr, "max_lr": schedule["max_lr"], "step_size": step_size,
             "step_size_epochs": step_size / group["steps_per_epoch"].iat[0],
             "epochs": group["epochs"].iat[0], "other": schedule_extras(policy, schedule),
             "lr_finder_rule": found["rule"] if found else None,
             "lr_finder_base_lr": found["base_lr"] if found else math.nan,
-            "lr_finder_max_lr": found["max_lr"] if found else math.nan})
+            "lr_finder_max_lr": found["max_lr"] if found else math.nan,
+            "lr_finder_check": found["verdict"] if found else None})
     table = pd.DataFrame(rows, columns=columns[:3] + ["bounds_from", "base_lr", "max_lr",
                                                        "step_size", "step_size_epochs",
                                                        "epochs", "other", "lr_finder_rule",
-                                                       "lr_finder_base_lr", "lr_finder_max_lr"])
+                                                       "lr_finder_base_lr", "lr_finder_max_lr",
+                                                       "lr_finder_check"])
     table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
     return ordered(table.reindex(columns=columns), grid)

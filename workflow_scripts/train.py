@@ -76,13 +76,14 @@ def make_optimizer(settings, learning_rate):
     return keras.optimizers.RMSprop(learning_rate, momentum=settings["momentum"])
 
 
-def compile_model(model, optimizer, jit_compile):
-    model.compile(
-        optimizer=optimizer,
-        loss="binary_crossentropy",
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auroc")],
-        jit_compile=jit_compile,
-    )
+def compile_model(model, optimizer, jit_compile, data_loss=False):
+    """Binary cross-entropy, accuracy and AUROC; with `data_loss`, also the cross-entropy
+    alone as a metric (the logged loss adds the head's regularization penalty)."""
+    metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auroc")]
+    if data_loss:
+        metrics.append(keras.metrics.BinaryCrossentropy(name="data_loss"))
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=metrics,
+                  jit_compile=jit_compile)
     return model
 
 

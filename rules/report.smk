@@ -13,6 +13,7 @@ REPORT_PARAMS = {
         "seeds": SEEDS,
     },
     "report": config["report"],
+    "shared_runs": SHARED_RUNS,
     "metrics": config["metrics"],
     "source": config["data"]["source"],
 }

@@ -55,7 +55,7 @@ def test_a_realistic_curve_passes_and_min_loss_sits_near_the_true_minimum():
     rng = np.random.default_rng(0)
     noisy, clean = realistic_data_loss(rng)
     curve = curve_of(noisy)
-    choice = choose_bounds(checked_picks(curve, diverged=True), "min_loss", "valley")
+    choice = choose_bounds(checked_picks(curve, stopped_early=True), "min_loss", "valley")
     assert choice is not None and choice.chosen.rule == "min_loss" and not choice.fallback_used
     true_minimum = curve["lr"].iat[int(np.argmin(clean))]
     assert true_minimum / 2 <= choice.chosen.max_lr <= true_minimum * 1.25
@@ -72,8 +72,8 @@ def test_a_flat_noisy_curve_gives_no_bounds_and_the_pick_does_not_cling_to_the_s
     for _ in range(400):
         curve = curve_of(0.69 + rng.normal(0, 0.05, STEPS))
         # Even if the sweep had diverged, the checks find the curve flat or noisy.
-        for diverged in (False, True):
-            assert choose_bounds(checked_picks(curve, diverged), "min_loss", "valley") is None
+        for stopped_early in (False, True):
+            assert choose_bounds(checked_picks(curve, stopped_early), "min_loss", "valley") is None
         at_first_row += pick(curve, "min_loss")[2] == 0
     # The trailing average's bias correction made the first usable row the pick in a third
     # of such sweeps; without it the first row is one of 243 (truncated windows are noisier).
@@ -89,7 +89,7 @@ def test_a_penalty_dominated_monotone_curve_gives_no_silent_pick_at_the_sweeps_e
     data_loss = 0.69 - 0.01 * x + rng.normal(0, 0.03, STEPS)
     curve = curve_of(data_loss, penalty)
     assert np.argmin(curve["loss"].rolling(9, center=True, min_periods=1).mean()) > 0.95 * STEPS
-    picks = checked_picks(curve, diverged=False)
+    picks = checked_picks(curve, stopped_early=False)
     assert choose_bounds(picks, "min_loss", "valley") is None
     reasons = lr_bounds.unusable_reasons(picks, "min_loss", "valley")
     assert "rule min_loss picked" in reasons and "rule valley picked" in reasons
@@ -101,7 +101,7 @@ def test_a_data_loss_falling_to_the_end_fails_min_loss_and_falls_back_when_allow
     x = np.log10(sweep_lrs())
     data_loss = 0.69 - 0.3 / (1 + np.exp(-(x + 3))) + rng.normal(0, 0.01, STEPS)
     curve = curve_of(data_loss)
-    strict = checked_picks(curve, diverged=False)
+    strict = checked_picks(curve, stopped_early=False)
     assert any("end of the sweep" in p for p in strict["min_loss"].problems)
     assert choose_bounds(strict, "min_loss", "valley") is None
 
@@ -120,7 +120,7 @@ def test_a_data_loss_falling_to_the_end_fails_min_loss_and_falls_back_when_allow
 def test_a_pick_at_the_start_of_the_sweep_fails():
     x = np.log10(sweep_lrs())
     rising = 0.5 + 0.05 * (x + 7)
-    problems = checked_picks(curve_of(rising), diverged=True)["min_loss"].problems
+    problems = checked_picks(curve_of(rising), stopped_early=True)["min_loss"].problems
     assert problems[0].startswith("the pick lies at the start of the sweep (row 1 of 243")
 
 
@@ -151,3 +151,17 @@ def test_unusable_rows_are_skipped_and_bad_curves_named():
         pick(curve.drop(columns="data_loss"), "min_loss")
     with pytest.raises(ValueError, match="lr_finder.rule: unknown LR finder rule 'median'"):
         choose_bounds(checked_picks(curve, True), "median", "valley")
+
+
+def test_a_sweep_that_ran_to_its_end_has_diverged_if_the_loss_rose_after_its_minimum():
+    rng = np.random.default_rng(4)
+    noisy, _ = realistic_data_loss(rng)
+    # The online stop did not fire, but the curve rose well after its minimum.
+    choice = choose_bounds(checked_picks(curve_of(noisy), stopped_early=False), "min_loss",
+                           "valley")
+    assert choice is not None and choice.chosen.rule == "min_loss"
+    # Cut the sweep before the rise: now it never saw a learning rate that is too high.
+    x = np.log10(sweep_lrs())
+    truncated = curve_of(noisy[x < -1.6], lrs=sweep_lrs()[x < -1.6])
+    problems = checked_picks(truncated, stopped_early=False)["valley"].problems
+    assert any(p.startswith("the sweep never diverged: after its minimum") for p in problems)

@@ -10,7 +10,13 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflow_scripts.policies import CYCLICAL_POLICIES, POLICIES
+from workflow_scripts.policies import (
+    CYCLICAL_POLICIES,
+    POLICIES,
+    cycles_started,
+    halving_never_restarts,
+    schedule_twin,
+)
 from workflow_scripts.schedules import (
     SCHEDULE_SETTINGS,
     ExpRange,
@@ -412,3 +418,39 @@ def test_classes_are_exposed_for_direct_use():
     assert isinstance(make_schedule("one_cycle", max_lr=0.1, total_steps=10), OneCycle)
     with pytest.raises(ValueError, match="max_lr"):
         Triangular(base_lr=0.1, max_lr=0.01, step_size=2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(epochs=st.integers(1, 40), step_size_epochs=st.sampled_from([0.3, 0.5, 1, 1.5, 2, 2.5, 3]),
+       reset_cycles=st.integers(1, 4), steps_per_epoch=st.integers(1, 60),
+       policy=st.sampled_from(["modified_triangular2", "exp_range", "time_decay"]))
+def test_a_schedule_twin_gives_the_same_learning_rate_at_every_step(
+        epochs, step_size_epochs, reset_cycles, steps_per_epoch, policy):
+    """schedule_twin decides from the config alone; the schedules themselves agree."""
+    settings_ = {**PAPER_SETTINGS, "epochs": epochs, "step_size_epochs": step_size_epochs,
+                 "reset_cycles": reset_cycles, "gamma": 1.0, "decay": 0.0}
+    twin = schedule_twin(policy, settings_)
+    assert twin is not None or policy == "modified_triangular2"
+    steps = epochs * steps_per_epoch
+    ours = schedule_values(make_schedule(policy, **schedule_params(
+        policy, settings_, steps_per_epoch, epochs)), steps)
+    if twin is not None:
+        theirs = schedule_values(make_schedule(twin, **schedule_params(
+            twin, settings_, steps_per_epoch, epochs)), steps)
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_modified_triangular2_is_triangular2_until_its_halving_restarts():
+    # Every steps-per-epoch count from 1 to 400 against the config-only decision.
+    for epochs in range(1, 30):
+        for step_size_epochs in (0.5, 0.7, 1, 1.25, 2, 2.5):
+            for reset_cycles in (1, 2, 3, 4):
+                restarts_somewhere = any(
+                    cycles_started(epochs, step_size_epochs, steps) > reset_cycles
+                    for steps in range(1, 401))
+                assert halving_never_restarts(epochs, step_size_epochs, reset_cycles) == (
+                    not restarts_somewhere), (epochs, step_size_epochs, reset_cycles)
+    # The paper's grid: 10 and 12 epochs at a step size of 2 epochs are triangular2; 30 are not.
+    assert schedule_twin("modified_triangular2", {**PAPER_SETTINGS, "epochs": 12}) == "triangular2"
+    assert schedule_twin("modified_triangular2", {**PAPER_SETTINGS, "epochs": 13}) is None
+    assert schedule_twin("exp_range", PAPER_SETTINGS) is None

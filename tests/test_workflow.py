@@ -5,6 +5,7 @@ import re
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import HEADER
 from workflow_copy import copy_workflow, run_snakemake
 
@@ -69,8 +70,14 @@ def test_paper_preset_plans_the_paper_grid(workflow, tmp_path):
     data = f"data={{source: nih, metadata: {csv}, images: {tmp_path / 'nih' / 'images'}}}"
     jobs = planned_jobs(run_snakemake(workflow, "-n", "--configfile", "config/paper.yaml",
                                       "--config", data).stdout)
-    assert jobs["train"] == 15 * 3 * 7 * 5
+    # modified_triangular2 is triangular2 wherever a run ends within its three cycles (at most
+    # 12 epochs at a step size of 2): on 10 of the 15 targets one run serves both.
+    assert jobs["train"] == 15 * 3 * 7 * 5 - 10 * 3 * 5
+    # One range test per target and architecture: where Table 8 sets the bounds too, to
+    # show ours beside them (lr_finder.run: always).
+    assert jobs["lr_finder"] == 15 * 3
     assert jobs["make_split"] == 15 and jobs["fetch_weights"] == 1
+    assert jobs["report_target"] == 15 and jobs["report"] == 1
 
 
 @pytest.mark.slow
@@ -83,8 +90,14 @@ def test_local_run_of_the_test_config_end_to_end(workflow):
     metrics = json.loads((results / "runs/Effusion/mobilenet/triangular/seed0/metrics.json")
                          .read_text())
     assert metrics["epochs"] == 2 and 0 <= metrics["auroc"] <= 1
+    # The config sets the bounds; the range test ran anyway (lr_finder.run: always).
+    assert metrics["settings"]["schedule"]["max_lr"] == 0.01
     bounds = json.loads((results / "lr_finder/Effusion/mobilenet.json").read_text())
-    assert metrics["settings"]["schedule"]["max_lr"] == pytest.approx(bounds["max_lr"])
+    assert bounds["configured_rule"] == "min_loss" and bounds["verdict"]
+    table8 = pd.read_csv(results / "report/tables/table8_clr_parameters.csv").dropna(
+        subset=["bounds_from"])  # rows with the paper's numbers alone have none
+    assert set(table8["bounds_from"]) == {"config"}
+    assert table8["lr_finder_check"].notna().all()
     again = run_snakemake(workflow, "--cores", 2, "--configfile", "config/test.yaml")
     assert "Nothing to be done" in again.stdout
 
@@ -101,3 +114,22 @@ def test_bad_metadata_stops_the_run_with_the_row_and_leaves_no_output(workflow, 
     assert result.returncode != 0
     assert "unknown label 'Efusion' in 'Finding Labels' on line(s) [2]" in result.stdout
     assert not (workflow / "results" / "labels" / "labels.parquet").exists()
+
+
+@pytest.mark.slow
+def test_a_range_test_without_usable_bounds_stops_the_runs_that_need_them(workflow):
+    config = yaml.safe_load((workflow / "config" / "test.yaml").read_text())
+    config["train"].update(base_lr=None, max_lr=None)
+    # A sweep up to 1e-6 teaches the model nothing: the curve is flat.
+    config["lr_finder"].update(run="needed", max_lr=1.0e-6)
+    path = write_config(workflow, yaml.safe_dump(config))
+    result = run_snakemake(workflow, "--cores", 2, "--configfile", path, "--",
+                           "results/runs/Effusion/mobilenet/triangular/seed0/metrics.json",
+                           check=False)
+    assert result.returncode != 0
+    assert re.search(r"LR range test of Effusion, mobilenet: no usable bounds: rule min_loss "
+                     r"picked lr [0-9.e-]+, but .*Fixes: sweep longer", result.stdout)
+    logs = workflow / "logs" / "lr_finder" / "Effusion"
+    assert (logs / "mobilenet.curve.csv").is_file() and (logs / "mobilenet.curve.png").is_file()
+    assert not (workflow / "results" / "lr_finder" / "Effusion" / "mobilenet.json").exists()
+    assert not (workflow / "results" / "runs").exists()

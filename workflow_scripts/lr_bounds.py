@@ -26,10 +26,15 @@ first or last `edge_fraction` of its rows); (2) the smoothed data loss falls by 
 `min_drop` (a fraction of its start) from the start to its minimum; (3) that fall is at least
 `min_signal_to_noise` standard errors, the noise measured from the per-batch differences (on
 a flat curve noise alone puts the smoothed minimum a median 1.6 and rarely over 4 standard
-errors below the start); (4) the sweep diverged before its end (`require_divergence`), so
-that it saw where the learning rate becomes too high. (2) to (4) concern the curve, (1) the
-pick. `choose_bounds` takes the configured rule, else the fallback rule if its pick passes;
-when neither passes, `unusable_reasons` says why, and the LR-finder job stops with them.
+errors below the start); (4) the sweep diverged (`require_divergence`): it stopped on
+divergence, or the smoothed data loss rises after its minimum by as much as the fall must be,
+so that it saw where the learning rate becomes too high; (5) for a classifier, the smoothed
+data loss falls below the loss of always predicting the training split's share of positives,
+so that the model learned something: a fall that only undoes the miscalibration of a freshly
+initialized model says nothing about the learning rates that train it. (2) to (5) concern the
+curve, (1) the pick. `choose_bounds` takes the configured rule, else the fallback rule if its
+pick passes; when neither passes, `unusable_reasons` says why, and the LR-finder job stops
+with them where a run needs its bounds.
 """
 
 import math
@@ -214,8 +219,8 @@ def longest_decreasing_stretch(values):
     return int(start), int(end)
 
 
-def curve_problems(usable, smoothed, diverged, settings):
-    """What makes the whole curve unreadable, whatever the rule (checks 2 to 4)."""
+def curve_problems(usable, smoothed, stopped_early, settings, chance_loss=None):
+    """What makes the whole curve unreadable, whatever the rule (checks 2 to 5)."""
     problems = []
     raw = usable["data_loss"].to_numpy(np.float64)
     half = window_half_width(usable["lr"].to_numpy(np.float64), settings.smoothing_decades)
@@ -223,21 +228,28 @@ def curve_problems(usable, smoothed, diverged, settings):
     # fewer batches and would make noise look like a fall.
     start, lowest = float(smoothed[min(half, len(raw) - 1)]), float(smoothed.min())
     drop = start - lowest
+    # Per-batch noise from successive differences (robust to the trend and to outliers);
+    # a fall or rise is a difference of two window means, each with error noise / sqrt(n).
+    noise = 1.4826 * np.median(np.abs(np.diff(raw))) / math.sqrt(2)
+    standard_error = math.sqrt(2) * noise / math.sqrt(min(2 * half + 1, len(raw)))
+    least = max(settings.min_drop * abs(start), settings.min_signal_to_noise * standard_error)
     if drop < settings.min_drop * abs(start):
         problems.append(f"the smoothed data loss falls only {drop / abs(start):.1%} from its "
                         f"start ({start:.4g} to {lowest:.4g}; at least "
                         f"{settings.min_drop:.0%} needed)")
-    # Per-batch noise from successive differences (robust to the trend and to outliers);
-    # the fall is a difference of two window means, each with standard error noise / sqrt(n).
-    noise = 1.4826 * np.median(np.abs(np.diff(raw))) / math.sqrt(2)
-    standard_error = math.sqrt(2) * noise / math.sqrt(min(2 * half + 1, len(raw)))
     if drop < settings.min_signal_to_noise * standard_error:
         problems.append(f"the curve is too noisy to read: its fall of {drop:.3g} is under "
                         f"{settings.min_signal_to_noise:g} standard errors ({standard_error:.3g}"
                         f"; per-batch noise {noise:.3g})")
-    if settings.require_divergence and not diverged:
-        problems.append("the sweep never diverged before its end, so it did not reach the "
-                        "learning rates that are too high")
+    if chance_loss is not None and lowest >= chance_loss:
+        problems.append(f"the model learned nothing during the sweep: the smoothed data loss "
+                        f"never fell below {chance_loss:.3g}, the loss of always predicting "
+                        "the training split's share of positives")
+    rise = float(smoothed[int(np.argmin(smoothed)):].max()) - lowest
+    if settings.require_divergence and not stopped_early and rise < least:
+        problems.append(f"the sweep never diverged: after its minimum the smoothed data loss "
+                        f"rises by {rise:.3g} where a rise of {least:.3g} (as much as the fall "
+                        "needs) would show the learning rates that are too high")
     return problems
 
 
@@ -253,12 +265,14 @@ def pick_problems(index, count, settings):
     return []
 
 
-def checked_picks(curve, diverged, settings=CheckSettings()):
-    """Every rule's Pick with its problems (an empty list: it passed)."""
+def checked_picks(curve, stopped_early, settings=CheckSettings(), chance_loss=None):
+    """Every rule's Pick with its problems (an empty list: it passed). `stopped_early`:
+    the sweep stopped on divergence before its last step; `chance_loss`: the data loss of a
+    model that has learned nothing (None: not checked)."""
     picks = {}
     for rule in RULES:
         usable, smoothed, index = pick(curve, rule, settings)
-        problems = curve_problems(usable, smoothed, diverged, settings)
+        problems = curve_problems(usable, smoothed, stopped_early, settings, chance_loss)
         problems = pick_problems(index, len(usable), settings) + problems
         picks[rule] = Pick(rule, float(usable["lr"].iat[index]),
                            int(usable["step"].iat[index]), problems)

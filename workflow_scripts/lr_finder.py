@@ -51,13 +51,15 @@ class LRFinderResult:
 
     `curve` has one row per batch run (columns CURVE_COLUMNS; the batch that stopped the
     sweep included); `stopped_early` is True when the sweep diverged before its last step;
-    `sweep` records the settings the test ran with.
+    `sweep` records the settings the test ran with; `chance_loss`, where known, is the data
+    loss of always predicting the training split's share of positives.
     """
 
     curve: pd.DataFrame
     stopped_early: bool
     stop_reason: str
     sweep: dict = field(default_factory=dict)
+    chance_loss: float | None = None  # the data loss of a model that has learned nothing
 
 
 def has_penalty(model):
@@ -210,23 +212,28 @@ def run_range_test(*, split, cache_images, cache_index, arch, settings, finder, 
     num_steps = max(3, round(finder["epochs"] * steps))
     dataset = training_dataset(images, train, settings["batch_size"], seed, 0,
                                math.ceil(num_steps / steps))
-    return find_lr(model, dataset, min_lr=finder["min_lr"], max_lr=finder["max_lr"],
-                   num_steps=num_steps, beta=finder["beta"], stop_factor=finder["stop_factor"])
+    result = find_lr(model, dataset, min_lr=finder["min_lr"], max_lr=finder["max_lr"],
+                     num_steps=num_steps, beta=finder["beta"], stop_factor=finder["stop_factor"])
+    share = float(train.labels.mean())
+    result.chance_loss = -(share * math.log(share) + (1 - share) * math.log(1 - share))
+    return result
 
 
 def summarize(result, finder, checks):
     """(curve with the smoothed data loss the rules read, JSON summary, BoundsChoice or None)."""
     curve = result.curve.assign(
         centred_data_loss=lr_bounds.smoothed_data_loss(result.curve, checks.smoothing_decades))
-    picks = lr_bounds.checked_picks(curve, result.stopped_early, checks)
+    picks = lr_bounds.checked_picks(curve, result.stopped_early, checks, result.chance_loss)
     choice = lr_bounds.choose_bounds(picks, finder["rule"], finder["fallback"])
     summary = (choice.as_dict() if choice else {
         "rule": None, "configured_rule": finder["rule"], "fallback_used": False,
+        "max_lr": None, "base_lr": None, "lr": None, "step": None,
         "verdict": "no usable bounds: " + lr_bounds.unusable_reasons(
             picks, finder["rule"], finder["fallback"]),
         "suggestions": {rule: found.as_dict() for rule, found in picks.items()}})
     summary.update({"stopped_early": result.stopped_early, "stop_reason": result.stop_reason,
-                    "steps_run": len(curve), "sweep": dict(result.sweep),
+                    "steps_run": len(curve), "chance_loss": result.chance_loss,
+                    "sweep": dict(result.sweep),
                     "check": {**vars(checks), "fallback": finder["fallback"]}})
     return curve, summary, choice
 
@@ -246,8 +253,9 @@ def main(snakemake):
         finder=finder, model_settings=snakemake.params.model,
         image_size=snakemake.params.image_size, threads=snakemake.threads, target=target)
     curve, summary, choice = summarize(result, finder, checks)
+    summary = {"target": target, "arch": arch, **summary}
     log.info("%s %s: %s", target, arch, result.stop_reason)
-    if choice is None:
+    if choice is None and snakemake.params.bounds_needed:
         # Snakemake deletes a failed job's outputs, not its logs: the evidence stays there.
         write_curve_and_figure(curve, summary, target, arch, snakemake.log.curve,
                                snakemake.log.figure)
@@ -258,13 +266,16 @@ def main(snakemake):
             f"(lr_finder.min_lr/max_lr, now {finder['min_lr']:g} to {finder['max_lr']:g}), "
             f"or set the bounds yourself: train.base_lr and train.max_lr (for this target "
             f"alone under overrides.{target}.train), which skips the LR finder.")
-    summary = {"target": target, "arch": arch, **summary}
     write_curve_and_figure(curve, summary, target, arch, snakemake.output.curve,
                            snakemake.output.plot)
     with open(snakemake.output.bounds, "w") as handle:
         json.dump(summary, handle, indent=2)
-    log.info("%s %s: %s -> max_lr %.3g, base_lr %.3g", target, arch, summary["verdict"],
-             summary["max_lr"], summary["base_lr"])
+    if choice is None:
+        log.warning("%s %s: %s; no run takes its bounds from this test (the config sets "
+                    "them), so nothing stops", target, arch, summary["verdict"])
+    else:
+        log.info("%s %s: %s -> max_lr %.3g, base_lr %.3g", target, arch, summary["verdict"],
+                 summary["max_lr"], summary["base_lr"])
 
 
 if __name__ == "__main__":

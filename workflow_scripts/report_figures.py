@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
@@ -389,7 +390,7 @@ def auroc_by_policy(target, runs, auroc, differences, architectures, policies, b
                                & (differences["baseline"] == baseline)]
             x = rows["policy"].map(positions).to_numpy(dtype=float)
             x += (index - (len(compared) - 1) / 2) * 0.25
-            beyond = ((rows["ci_low"] > 0) | (rows["ci_high"] < 0)).to_numpy()
+            beyond = rows["beyond_noise"].fillna(False).to_numpy(dtype=bool)
             error = interval(rows, "delta_auroc", "ci_low", "ci_high")
             marker = markers[index % len(markers)]
             # Filled where beyond noise, hollow otherwise: two calls, one per fill.
@@ -458,8 +459,8 @@ def policy_overview(policy_table, targets, architectures, policies, baseline):
                 i, j = shown.index(row.target), compared.index(row.policy)
                 grid[i, j] = getattr(row, column)
                 if baseline:
-                    beyond[i, j] = (getattr(row, f"{column}_ci_low") > 0
-                                    or getattr(row, f"{column}_ci_high") < 0)
+                    judged = getattr(row, f"beyond_noise_vs_{baseline}")
+                    beyond[i, j] = bool(judged) if not pd.isna(judged) else False
         values[arch] = grid, beyond
     finite = np.concatenate([grid[np.isfinite(grid)] for grid, _ in values.values()])
     if baseline:

@@ -55,6 +55,10 @@ def with_lr_finder_bounds(policy, settings, lr_finder_path):
         raise InputError(f"train.{' and train.'.join(needed)} not set for policy {policy!r} and "
                          "no LR-finder result given; set them or let the lr_finder rule run.")
     found = json.loads(Path(lr_finder_path).read_text())
+    if found.get("rule") is None:
+        raise InputError(f"{lr_finder_path}: the LR range test found no usable bounds "
+                         f"({found.get('verdict')}); rerun the lr_finder rule, or set "
+                         f"train.{' and train.'.join(needed)}.")
     filled = dict(settings)
     for name in needed:
         if filled.get(name) is None:

@@ -44,13 +44,17 @@ def write_config(workflow, text):
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ("targets: [Effusion]\ntrian: {epochs: 2}\n", r"'trian' was unexpected"),
-        ("targets: [Effusion]\ntrain: {epoch: 2}\n", r"'epoch' was unexpected"),
-        ("targets: [Effusion]\ntrain: {epochs: ten}\n", r"'ten' is not of type 'integer'"),
+        ("targets: [Effusion]\ntrian: {epochs: 2}\n",
+         r"trian: unknown key \(did you mean train\?\)"),
+        ("targets: [Effusion]\ntrain: {epoch: 2}\n",
+         r"train\.epoch: unknown key \(did you mean train\.epochs\?\); every key is declared "
+         r"in config/schema\.yaml"),
+        ("targets: [Effusion]\ntrain: {epochs: ten}\n",
+         r"train\.epochs: 'ten' is not of type 'integer' \(see config/schema\.yaml\)"),
         ("targets: [Efusion]\n", r"targets: 'Efusion' is not a ChestX-ray14 label"),
-        ("targets: [Effusion]\npolicies: [cyclic]\n", r"'cyclic' is not one of"),
+        ("targets: [Effusion]\npolicies: [cyclic]\n", r"policies\[0\]: 'cyclic' is not one of"),
         ("targets: [Effusion]\ndata: {source: nih}\n", r"data\.metadata is required"),
-        ("train: {epochs: 2}\n", r"'targets' is a required property"),
+        ("train: {epochs: 2}\n", r"config: 'targets' is a required property"),
     ],
     ids=["unknown-key", "mistyped-nested-key", "wrong-type", "unknown-target",
          "unknown-policy", "nih-without-paths", "no-targets"],
@@ -60,6 +64,14 @@ def test_bad_config_is_rejected_with_the_key_named(workflow, config, expected):
                            check=False)
     assert result.returncode != 0
     assert re.search(expected, result.stdout), result.stdout[-2000:]
+    assert len(result.stdout.splitlines()) < 10, "the problem, not the schema"
+
+
+def test_numbers_inside_a_nested_config_option_are_numbers(workflow):
+    # Snakemake passes them on as text; the schema wants integers.
+    result = run_snakemake(workflow, "-n", "--configfile", "config/test.yaml",
+                           "--config", "train={runtime: 20, mem_mb: 2000, epochs: 3}")
+    assert planned_jobs(result.stdout)["train"] == 2 * 2
 
 
 def test_paper_preset_plans_the_paper_grid(workflow, tmp_path):

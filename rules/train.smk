@@ -11,7 +11,8 @@ rule train:
     log:
         "logs/train/{target}/{arch}/{policy}/seed{seed}.log",
     params:
-        settings=lambda wildcards: target_settings(wildcards.target, "train"),
+        # Not the job's resources: Snakemake reruns a finished job whose params changed.
+        settings=lambda wildcards: computation_settings(target_settings(wildcards.target, "train")),
         model=lambda wildcards: target_settings(wildcards.target, "model"),
         metrics=config["metrics"],
         image_size=IMAGE_SIZE,

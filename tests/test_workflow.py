@@ -99,6 +99,10 @@ def test_local_run_of_the_test_config_end_to_end(workflow):
     assert metrics["settings"]["schedule"]["max_lr"] == pytest.approx(bounds["max_lr"])
     again = run_snakemake(workflow, "--cores", 2, "--configfile", "config/test.yaml")
     assert "Nothing to be done" in again.stdout
+    # After a TIMEOUT or OUT_OF_MEMORY a user gives the jobs more: nothing finished reruns.
+    more = run_snakemake(workflow, "-n", "--configfile", "config/test.yaml", "--config",
+                         "train={runtime: 30, mem_mb: 3000, threads: 2, gpus: 2}")
+    assert "Nothing to be done" in more.stdout, more.stdout
 
 
 @pytest.mark.slow

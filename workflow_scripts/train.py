@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts import device as device_settings
+from workflow_scripts.configuration import computation_settings
 from workflow_scripts.input_pipeline import (
     evaluation_dataset,
     load_target,
@@ -188,6 +189,15 @@ def run_fingerprint(**facts):
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def data_fingerprint(*parts):
+    """Images and labels of the splits a run learns and validates on."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update("\n".join(part.image_index).encode())
+        digest.update(part.labels.tobytes())
+    return digest.hexdigest()
+
+
 def lr_per_step(schedule, history, steps_in_epoch):
     """The learning rate the optimizer used at every step of the run, with its epoch."""
     total = history[-1]["steps"]
@@ -222,24 +232,26 @@ class RunResult:
 
 def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy, seed,
               settings, model_settings, metrics_settings, image_size, lr_finder=None,
-              threads=1, target="target"):
+              threads=1, gpus=1, target="target"):
     """Train (or resume) one run and evaluate it on the test split.
 
+    `settings` are the train settings; of the job's resources in there (see
+    configuration.JOB_SETTINGS) only `threads` and `gpus`, given apart, are used.
     Returns a RunResult, or None when a SIGTERM stopped the run (its checkpoint is kept for
     the retry).
     """
-    device = device_settings.configure(settings, threads, seed)
-    settings = with_lr_finder_bounds(policy, settings, lr_finder)
+    device = device_settings.configure({**settings, "gpus": gpus}, threads, seed)
+    settings = with_lr_finder_bounds(policy, computation_settings(settings), lr_finder)
     images, parts = load_target(split, cache_images, cache_index, target)
     train, val, test = parts["train"], parts["val"], parts["test"]
     batch_size, epochs = settings["batch_size"], settings["epochs"]
     steps = steps_per_epoch(train, batch_size)
     params = schedule_params(policy, settings, steps, epochs)
     schedule = make_schedule(policy, **params)
-    train_names = hashlib.sha256("\n".join(train.image_index).encode()).hexdigest()
+    # What the run computes, so that a retry with more time, memory or GPUs resumes.
     checkpoint = Checkpoint(checkpoint_dir, run_fingerprint(
         arch=arch, policy=policy, seed=seed, settings=settings, model=model_settings,
-        image_size=image_size, schedule=params, train_images=train_names))
+        image_size=image_size, schedule=params, data=data_fingerprint(train, val)))
     log.info("%s %s %s seed %d on %s: %d train / %d val / %d test images, %d steps per epoch, "
              "schedule %s", target, arch, policy, seed, device.description, len(train),
              len(val), len(test), steps, params)
@@ -334,6 +346,7 @@ def main(snakemake):
         image_size=snakemake.params.image_size,
         lr_finder=lr_finder,
         threads=snakemake.threads,
+        gpus=snakemake.resources.gpu,
         target=snakemake.wildcards.target,
     )
     if result is None:

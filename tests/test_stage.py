@@ -3,12 +3,13 @@ import socket
 from workflow_scripts.stage import log, setup_logging
 
 
-def test_each_attempt_is_appended_to_the_log_under_its_own_header(tmp_path, monkeypatch):
+def test_the_log_keeps_every_attempt_under_its_own_header(tmp_path, monkeypatch):
     path = tmp_path / "train.log"
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     try:
         setup_logging(path)
         log.info("epoch 1/3")
+        path.unlink()  # what Snakemake does before it runs a job again
         monkeypatch.setenv("SLURM_JOB_ID", "4242")
         setup_logging(path)
         log.warning("resuming after epoch 1")

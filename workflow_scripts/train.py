@@ -5,19 +5,18 @@ split with the final model. Its learning rate is `make_schedule(policy, ...)` of
 optimizer's step counter; cyclical bounds come from the config or else from the target's
 LR-finder result.
 
-Every epoch the model, the optimizer state (its step counter included), the history so far
-and the elapsed time are checkpointed in a folder that is not a declared output. A rerun
-after a kill, a preemption or a time limit resumes after the last finished epoch, with the
-same learning rate at the same step and the same batches the uninterrupted run would see. On
-SIGTERM the job stops after the current batch and exits non-zero, so that Snakemake retries
-it; the checkpoint of the last finished epoch is already on disk. The checkpoint is deleted
-once every output is written.
+Every epoch is checkpointed (workflow_scripts.checkpoint) in a folder that is not a declared
+output. A rerun after a kill, a preemption or a time limit resumes after the last finished
+epoch and continues exactly as the uninterrupted run would have: same weights, optimizer
+step, learning rate, batches, dropout masks and augmentations. On SIGTERM the job stops after
+the current batch and exits non-zero, so that Snakemake retries it; the checkpoint of the
+last finished epoch is already on disk. The checkpoint is deleted once every output is
+written.
 """
 
 import hashlib
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts import device as device_settings
+from workflow_scripts.checkpoint import Checkpoint, restore_random_streams
 from workflow_scripts.configuration import computation_settings
 from workflow_scripts.input_pipeline import (
     evaluation_dataset,
@@ -104,48 +104,6 @@ def new_model(arch, image_size, model_settings, train_settings, seed, xla):
         xla=xla,
         seed=seed,
     )
-
-
-class Checkpoint:
-    """The resumable state of one run, committed atomically by writing state.json last."""
-
-    def __init__(self, folder, fingerprint):
-        self.folder = Path(folder)
-        self.fingerprint = fingerprint
-
-    @property
-    def state_path(self):
-        return self.folder / "state.json"
-
-    def load(self):
-        """(model path, history rows, seconds) of the last finished epoch, or None."""
-        if not self.state_path.exists():
-            return None
-        state = json.loads(self.state_path.read_text())
-        if state.get("fingerprint") != self.fingerprint:
-            log.warning("checkpoint in %s is from other settings or data; starting afresh",
-                        self.folder)
-            self.clear()
-            return None
-        history = state["history"]
-        return self.folder / state["model"], history, state["seconds"]
-
-    def save(self, model, history, seconds):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        epoch = len(history)
-        model_name = f"model-epoch{epoch:04d}.keras"
-        model.save(self.folder / model_name)
-        state = {"fingerprint": self.fingerprint, "model": model_name, "history": history,
-                 "seconds": seconds}
-        temporary = self.folder / ".state.json.tmp"
-        temporary.write_text(json.dumps(state))
-        os.replace(temporary, self.state_path)
-        for old in self.folder.glob("model-epoch*.keras"):
-            if old.name != model_name:
-                old.unlink()
-
-    def clear(self):
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -256,13 +214,14 @@ def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy,
              "schedule %s", target, arch, policy, seed, device.description, len(train),
              len(val), len(test), steps, params)
 
-    resumed = checkpoint.load()
+    saved = checkpoint.load()
     with device.strategy.scope():
-        if resumed:
-            model_path, history, seconds = resumed
-            model = keras.models.load_model(model_path)
+        if saved:
+            history, seconds = saved.history, saved.seconds
+            model = keras.models.load_model(saved.model_path)
+            restore_random_streams(model, saved.random_streams)
             log.info("resuming after epoch %d from %s (optimizer step %d)", len(history),
-                     model_path, int(model.optimizer.iterations.numpy()))
+                     saved.model_path, int(model.optimizer.iterations.numpy()))
         else:
             history, seconds = [], 0.0
             model = new_model(arch, image_size, model_settings, settings, seed, device.xla)

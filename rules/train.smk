@@ -17,7 +17,7 @@ rule train:
         metrics=config["metrics"],
         image_size=IMAGE_SIZE,
         # Resumable state lives outside the outputs, which Snakemake deletes before a retry.
-        checkpoint="results/checkpoints/{target}/{arch}/{policy}/seed{seed}",
+        checkpoint=checkpoint_folder(RUN),
     threads: lambda wildcards: target_settings(wildcards.target, "train")["threads"]
     resources:
         gpu=lambda wildcards: target_settings(wildcards.target, "train")["gpus"],

@@ -1,12 +1,16 @@
 """The workflow as Snakemake sees it: config validation, the planned DAG, a local run."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pandas as pd
 import pytest
 from conftest import HEADER
-from workflow_copy import copy_workflow, run_snakemake
+from workflow_copy import copy_workflow, run_snakemake, snakemake_command
 
 RULES = {"demo_dataset", "parse_metadata", "make_split", "split_summary", "build_image_cache",
          "lr_finder", "train", "report_target", "report", "all"}
@@ -97,6 +101,8 @@ def test_local_run_of_the_test_config_end_to_end(workflow):
     assert metrics["epochs"] == 2 and 0 <= metrics["auroc"] <= 1
     bounds = json.loads((results / "lr_finder/Effusion/mobilenet.json").read_text())
     assert metrics["settings"]["schedule"]["max_lr"] == pytest.approx(bounds["max_lr"])
+    assert not list((results / "checkpoints").rglob("state.json")), \
+        "the reports retire the checkpoints of the runs they read"
     again = run_snakemake(workflow, "--cores", 2, "--configfile", "config/test.yaml")
     assert "Nothing to be done" in again.stdout
     # After a TIMEOUT or OUT_OF_MEMORY a user gives the jobs more: nothing finished reruns.
@@ -117,3 +123,43 @@ def test_bad_metadata_stops_the_run_with_the_row_and_leaves_no_output(workflow, 
     assert result.returncode != 0
     assert "unknown label 'Efusion' in 'Finding Labels' on line(s) [2]" in result.stdout
     assert not (workflow / "results" / "labels" / "labels.parquet").exists()
+
+
+# One run of the test config, long enough to be interrupted mid-training.
+ONE_RUN = "results/runs/Effusion/mobilenet/constant/seed0"
+ONE_RUN_ARGS = (f"{ONE_RUN}/metrics.json", "--cores", 1, "--configfile", "config/test.yaml",
+                "--config", "targets=[Effusion]", "policies=[constant]", "train={epochs: 5}")
+
+
+@pytest.mark.slow
+def test_sigint_to_snakemake_during_training_then_the_same_command_trains_no_epoch_twice(
+        workflow):
+    with open(workflow / "first.log", "w") as output:
+        # SIGINT to Snakemake alone, as `kill -INT` or a scheduler sends it (Ctrl-C in a
+        # terminal would reach the job too): Snakemake lets the job finish, then exits with
+        # its outputs marked incomplete, and the rerun deletes them.
+        first = subprocess.Popen(snakemake_command(*ONE_RUN_ARGS), cwd=workflow,
+                                 stdout=output, stderr=subprocess.STDOUT,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        state = workflow / "results/checkpoints/Effusion/mobilenet/constant/seed0/state.json"
+        deadline = time.monotonic() + 600
+        while not (state.exists() and json.loads(state.read_text())["history"]):
+            assert first.poll() is None and time.monotonic() < deadline, \
+                (workflow / "first.log").read_text()
+            time.sleep(0.2)
+        first.send_signal(signal.SIGINT)
+        assert first.wait(timeout=600) != 0
+    assert "Terminating processes on user request" in (workflow / "first.log").read_text()
+    run = workflow / ONE_RUN
+    finished = {path.name: path.read_bytes() for path in run.iterdir()}
+    assert set(finished) == {"history.csv", "lr.csv", "predictions.parquet", "metrics.json"}
+
+    again = run_snakemake(workflow, *ONE_RUN_ARGS)
+    assert "Forced execution" in again.stdout, "Snakemake reran the job it did not commit"
+    log = (workflow / "logs/train/Effusion/mobilenet/constant/seed0.log").read_text()
+    first_attempt, second_attempt = log.split("===== attempt 2")
+    assert len(re.findall(r"INFO epoch \d/5 ", first_attempt)) == 5
+    assert not re.findall(r"INFO epoch \d/5 ", second_attempt), "no epoch trained twice"
+    assert "holds all 5 epochs: evaluating only" in second_attempt
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == finished, \
+        "the outputs of the uninterrupted training, to the byte"

@@ -1,11 +1,19 @@
-"""The resumable state of a training run.
+"""The resumable state of a training run, kept until Snakemake has committed the run.
 
-A run's checkpoint lives outside the declared outputs (which Snakemake deletes before a
-rerun). After every epoch it holds the model with its optimizer state (step counter
-included), the history so far, the elapsed time and the state of every random stream of the
-model, committed atomically by writing state.json last. So a resumed run continues with the
-same weights, learning rate, dropout masks and augmentations as an uninterrupted one; the
-batch order is a pure function of (seed, epoch) and needs no saving.
+A run's checkpoint lives under results/checkpoints/, mirroring its folder under
+results/runs/, outside the declared outputs (which Snakemake deletes before a rerun). After
+every epoch it holds the model with its optimizer state (step counter included), the history
+so far, the elapsed time and the state of every random stream of the model, committed
+atomically by writing state.json last. So a resumed run continues with the same weights,
+learning rate, dropout masks and augmentations as an uninterrupted one; the batch order is
+a pure function of (seed, epoch) and needs no saving.
+
+The training job keeps the checkpoint of its last epoch after writing its outputs: only
+Snakemake knows whether it then commits them (a SIGINT to Snakemake lets the job finish, but
+leaves its outputs marked incomplete, and the rerun deletes them). A rerun that finds a
+complete checkpoint only evaluates. The checkpoint is retired by the first job that reads
+the run's outputs as its input (the target's report): Snakemake starts a job only once its
+inputs are committed.
 """
 
 import json
@@ -15,6 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workflow_scripts.stage import log
+
+RUNS = Path("results/runs")
+CHECKPOINTS = Path("results/checkpoints")
+
+
+def checkpoint_folder(run_folder):
+    """results/runs/<run> -> results/checkpoints/<run> (also for wildcard patterns)."""
+    return str(CHECKPOINTS / Path(run_folder).relative_to(RUNS))
 
 
 def random_streams(model):
@@ -86,3 +102,16 @@ class Checkpoint:
 
     def clear(self):
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def retire_checkpoints(run_files):
+    """Drop the checkpoints of the runs `run_files` belong to: call it only from a job that
+    reads them as inputs, whose inputs Snakemake has committed."""
+    retired = 0
+    for run_folder in sorted({Path(path).parent for path in run_files}):
+        folder = Path(checkpoint_folder(run_folder))
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            retired += 1
+    if retired:
+        log.info("retired the checkpoints of %d committed run(s)", retired)

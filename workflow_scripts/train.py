@@ -10,8 +10,9 @@ output. A rerun after a kill, a preemption or a time limit resumes after the las
 epoch and continues exactly as the uninterrupted run would have: same weights, optimizer
 step, learning rate, batches, dropout masks and augmentations. On SIGTERM the job stops after
 the current batch and exits non-zero, so that Snakemake retries it; the checkpoint of the
-last finished epoch is already on disk. The checkpoint is deleted once every output is
-written.
+last finished epoch is already on disk. The checkpoint of the last epoch stays after the
+outputs are written, and a rerun that finds it only evaluates: no finished epoch is trained
+twice, whatever Snakemake decided about the outputs.
 """
 
 import hashlib
@@ -175,17 +176,15 @@ class RunResult:
     predictions: pd.DataFrame
     metrics: dict
     model: keras.Model
-    checkpoint: Checkpoint
 
     def write(self, *, history, lr, predictions, metrics, model=None):
-        """Write the run's outputs; metrics.json last, then drop the checkpoint."""
+        """Write the run's outputs, metrics.json last. The checkpoint stays (see checkpoint)."""
         if model:
             self.model.save(model)
         self.history.to_csv(history, index=False)
         self.lr.to_csv(lr, index=False)
         self.predictions.to_parquet(predictions, index=False)
         write_json(metrics, self.metrics)
-        self.checkpoint.clear()
 
 
 def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy, seed,
@@ -220,8 +219,11 @@ def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy,
             history, seconds = saved.history, saved.seconds
             model = keras.models.load_model(saved.model_path)
             restore_random_streams(model, saved.random_streams)
-            log.info("resuming after epoch %d from %s (optimizer step %d)", len(history),
-                     saved.model_path, int(model.optimizer.iterations.numpy()))
+            if len(history) < epochs:
+                log.info("resuming after epoch %d from %s (optimizer step %d)", len(history),
+                         saved.model_path, int(model.optimizer.iterations.numpy()))
+            else:
+                log.info("%s holds all %d epochs: evaluating only", saved.model_path, epochs)
         else:
             history, seconds = [], 0.0
             model = new_model(arch, image_size, model_settings, settings, seed, device.xla)
@@ -274,7 +276,7 @@ def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy,
                      "schedule": params},
     })
     return RunResult(history_frame, lr_per_step(schedule, history, steps), predictions, metrics,
-                     model, checkpoint)
+                     model)
 
 
 def request_stop(recorder):

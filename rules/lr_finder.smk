@@ -17,7 +17,7 @@ rule lr_finder:
         curve="logs/lr_finder/{target}/{arch}.curve.csv",
         figure="logs/lr_finder/{target}/{arch}.curve.png",
     params:
-        settings=lambda wildcards: target_settings(wildcards.target, "train"),
+        settings=lambda wildcards: computation_settings(target_settings(wildcards.target, "train")),
         finder=lambda wildcards: target_settings(wildcards.target, "lr_finder"),
         model=lambda wildcards: target_settings(wildcards.target, "model"),
         image_size=IMAGE_SIZE,

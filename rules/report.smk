@@ -52,7 +52,9 @@ rule report_target:
     params:
         **REPORT_PARAMS,
         runs="results/runs",
-        train_settings={target: target_settings(target, "train") for target in TARGETS},
+        train_settings={
+            target: computation_settings(target_settings(target, "train")) for target in TARGETS
+        },
     conda:
         "../envs/report.yaml"
     script:

@@ -249,7 +249,8 @@ def main(snakemake):
     checks = lr_bounds.CheckSettings.from_config(finder)
     result = run_range_test(
         split=snakemake.input.split, cache_images=snakemake.input.cache_images,
-        cache_index=snakemake.input.cache_index, arch=arch, settings=snakemake.params.settings,
+        cache_index=snakemake.input.cache_index, arch=arch,
+        settings={**snakemake.params.settings, "gpus": snakemake.resources.gpu},
         finder=finder, model_settings=snakemake.params.model,
         image_size=snakemake.params.image_size, threads=snakemake.threads, target=target)
     curve, summary, choice = summarize(result, finder, checks)

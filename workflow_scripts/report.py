@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts import report_figures as figures
+from workflow_scripts.checkpoint import retire_checkpoints
 from workflow_scripts.report_tables import (
     MIN_SEEDS_TO_JUDGE,
     Grid,
@@ -643,6 +644,7 @@ def write_target(snakemake):
     log.info("%s: %d runs reported, %d missing", target,
              int(report.tables["table5_results"]["seeds"].sum()),
              len(report.tables["missing_runs"]))
+    retire_checkpoints(snakemake.input.runs)  # committed inputs: their checkpoints can go
 
 
 def write_report(snakemake):

@@ -3,12 +3,9 @@ import re
 
 # Snakemake puts this folder on sys.path, here and in every rule script, so the
 # workflow_scripts package imports in whatever environment a job runs.
-from workflow_scripts.labels import check_targets
 from workflow_scripts.policies import lr_bounds, schedule_twin
 from workflow_scripts.weights import DEFAULT_DIR, weight_file, weight_url
 
-check_targets(config["targets"])
-check_targets(config["overrides"], key="overrides")
 TARGETS = config["targets"]
 ARCHITECTURES = config["architectures"]
 POLICIES = config["policies"]

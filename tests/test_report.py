@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fake_runs import LR_FINDER_BOUNDS, POLICIES, write_fake_results
+from fake_runs import LR_FINDER_BOUNDS, write_fake_results
 from matplotlib import image as mpimg
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.metrics import weighted_auroc
+from workflow_scripts.policies import POLICIES
 from workflow_scripts.report import (
     TABLES,
     TARGET_FIGURES,

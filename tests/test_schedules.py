@@ -2,33 +2,33 @@
 
 import json
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workflow_scripts.labels import TARGETS
 from workflow_scripts.policies import (
-    CYCLICAL_POLICIES,
     POLICIES,
-    cycles_started,
-    halving_never_restarts,
-    schedule_twin,
-)
-from workflow_scripts.schedules import (
     SCHEDULE_SETTINGS,
     ExpRange,
     ModifiedTriangular2,
     OneCycle,
     Triangular,
-    make_schedule,
-    policy_parameters,
+    cycles_started,
+    halving_never_restarts,
+    lr_bounds,
+    parameters,
     schedule_params,
-    schedule_values,
+    schedule_twin,
     steps_from_epochs,
 )
+from workflow_scripts.schedules import PolicySchedule, make_schedule, schedule_values
 
 # The paper's Pneumothorax run: 541 batches per epoch, step size 2 epochs, bounds from its
 # LR finder (Table 8), 36 epochs of triangular.
@@ -77,8 +77,8 @@ def test_policy_names_are_the_seven_in_order():
         "modified_triangular2",
         "one_cycle",
     )
-    assert set(CYCLICAL_POLICIES) == set(POLICIES) - {"constant", "time_decay"}
-    assert "learning_rate" not in sum(policy_parameters("one_cycle"), ())
+    assert {p for p in POLICIES if lr_bounds(p)} == set(POLICIES) - {"constant", "time_decay"}
+    assert "learning_rate" not in sum(parameters("one_cycle"), ())
 
 
 def test_constant_is_the_same_at_every_step():
@@ -244,7 +244,7 @@ def test_steps_from_epochs_rounds_and_is_at_least_one():
 @pytest.mark.parametrize("policy", POLICIES)
 def test_schedule_params_picks_exactly_what_each_policy_takes(policy):
     params = schedule_params(policy, PAPER_SETTINGS, steps_per_epoch=541, total_epochs=36)
-    required, optional = policy_parameters(policy)
+    required, optional = parameters(policy)
     assert set(required) <= set(params) <= set(required + optional)
     if "step_size" in params:
         assert params["step_size"] == 1082
@@ -256,7 +256,7 @@ def test_schedule_params_picks_exactly_what_each_policy_takes(policy):
 def test_every_schedule_parameter_comes_from_a_declared_setting():
     from_settings = {"step_size": "step_size_epochs"}
     for policy in POLICIES:
-        required, optional = policy_parameters(policy)
+        required, optional = parameters(policy)
         for name in set(required + optional) - {"total_steps"}:
             assert from_settings.get(name, name) in SCHEDULE_SETTINGS, (policy, name)
     assert set(SCHEDULE_SETTINGS) <= set(PAPER_SETTINGS)
@@ -319,7 +319,7 @@ def test_config_round_trip_keeps_every_value(policy):
     serialized = keras.saving.serialize_keras_object(schedule)
     assert serialized["registered_name"].startswith("clr>")
     deserialized = keras.saving.deserialize_keras_object(json.loads(json.dumps(serialized)))
-    assert type(deserialized) is type(schedule)
+    assert type(deserialized) is PolicySchedule and type(rebuilt) is PolicySchedule
     expected = schedule_values(schedule, 4000)
     np.testing.assert_array_equal(schedule_values(rebuilt, 4000), expected)
     np.testing.assert_array_equal(schedule_values(deserialized, 4000), expected)
@@ -411,13 +411,26 @@ def test_resumed_training_sees_the_learning_rates_of_an_uninterrupted_run(tmp_pa
     )
 
 
-def test_classes_are_exposed_for_direct_use():
-    assert isinstance(make_schedule("triangular", **PNEUMOTHORAX), Triangular)
-    assert isinstance(make_schedule("exp_range", **PNEUMOTHORAX, gamma=0.9), ExpRange)
-    assert isinstance(make_schedule("modified_triangular2", **PNEUMOTHORAX), ModifiedTriangular2)
-    assert isinstance(make_schedule("one_cycle", max_lr=0.1, total_steps=10), OneCycle)
+def test_each_policy_is_one_class_that_evaluates_with_numpy_and_keras_alike():
+    assert isinstance(make_schedule("triangular", **PNEUMOTHORAX).policy, Triangular)
+    assert isinstance(make_schedule("exp_range", **PNEUMOTHORAX, gamma=0.9).policy, ExpRange)
+    assert isinstance(make_schedule("modified_triangular2", **PNEUMOTHORAX).policy,
+                      ModifiedTriangular2)
+    assert isinstance(make_schedule("one_cycle", max_lr=0.1, total_steps=10).policy, OneCycle)
     with pytest.raises(ValueError, match="max_lr"):
         Triangular(base_lr=0.1, max_lr=0.01, step_size=2)
+    steps = np.arange(4000, dtype=np.float64)
+    for policy in POLICIES:
+        schedule = make_schedule(policy, **EXAMPLE_PARAMS[policy])
+        np.testing.assert_allclose(schedule.policy(steps), schedule_values(schedule, 4000),
+                                   rtol=1e-5)
+
+
+def test_the_schema_lists_exactly_the_registered_policies_and_the_targets():
+    schema = yaml.safe_load((Path(__file__).parents[1] / "config" / "schema.yaml").read_text())
+    assert tuple(schema["$defs"]["policy"]["enum"]) == POLICIES
+    assert tuple(schema["$defs"]["target"]["enum"]) == TARGETS
+    assert schema["properties"]["policies"]["default"] == list(POLICIES)
 
 
 @settings(max_examples=60, deadline=None)

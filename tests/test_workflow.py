@@ -56,7 +56,8 @@ def write_config(workflow, text):
          r"in config/schema\.yaml"),
         ("targets: [Effusion]\ntrain: {epochs: ten}\n",
          r"train\.epochs: 'ten' is not of type 'integer' \(see config/schema\.yaml\)"),
-        ("targets: [Efusion]\n", r"targets: 'Efusion' is not a ChestX-ray14 label"),
+        ("targets: [Efusion]\n", r"targets\[0\]: 'Efusion' is not one of Atelectasis, .* "
+                                  r"\(did you mean 'Effusion'\?\)"),
         ("targets: [Effusion]\npolicies: [cyclic]\n", r"policies\[0\]: 'cyclic' is not one of"),
         ("targets: [Effusion]\ndata: {source: nih}\n", r"data\.metadata is required"),
         ("train: {epochs: 2}\n", r"config: 'targets' is a required property"),

@@ -92,6 +92,13 @@ def describe(error):
             yield (f"{key_path([*error.absolute_path, key])}: unknown key{hint}; every key is "
                    f"declared in {SCHEMA}")
         return
+    if error.validator == "enum" and isinstance(error.instance, str):
+        allowed = [str(value) for value in error.validator_value]
+        close = difflib.get_close_matches(error.instance, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        yield (f"{path or 'config'}: {error.instance!r} is not one of {', '.join(allowed)}"
+               f"{hint}; see {SCHEMA}")
+        return
     yield f"{path or 'config'}: {error.message} (see {SCHEMA})"
 
 

@@ -35,7 +35,7 @@ from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.labels import ANY_DISEASE, NO_FINDING
 from workflow_scripts.metrics import BOOTSTRAP_BLOCK
-from workflow_scripts.policies import lr_bounds
+from workflow_scripts.policies import extra_parameters, lr_bounds
 from workflow_scripts.stage import InputError
 
 RUN_FILES = ("history.csv", "lr.csv", "predictions.parquet", "metrics.json")
@@ -750,9 +750,7 @@ def policy_table(target_runs, auroc, differences, reach, baselines, grid):
 
 def schedule_extras(policy, schedule):
     """The policy-specific schedule parameters beyond the bounds and step size, as text."""
-    names = {"exp_range": ["gamma"], "modified_triangular2": ["reset_cycles"],
-             "one_cycle": ["total_steps", "div_factor", "final_div_factor", "pct_start"]}
-    return ", ".join(f"{name}={schedule[name]:g}" for name in names.get(policy, [])
+    return ", ".join(f"{name}={schedule[name]:g}" for name in extra_parameters(policy)
                      if name in schedule)
 
 

@@ -39,8 +39,8 @@ from workflow_scripts.input_pipeline import (
 )
 from workflow_scripts.metrics import epochs_to_target, summarize_predictions
 from workflow_scripts.models import build_model
-from workflow_scripts.policies import lr_bounds
-from workflow_scripts.schedules import make_schedule, schedule_params, schedule_values
+from workflow_scripts.policies import lr_bounds, schedule_params
+from workflow_scripts.schedules import make_schedule, schedule_values
 from workflow_scripts.stage import InputError, log, run
 
 EXIT_PREEMPTED = 128 + signal.SIGTERM  # what a shell reports for a SIGTERM'd process

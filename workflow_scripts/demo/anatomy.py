@@ -26,6 +26,10 @@ class Spot:
     size: float
     strength: float
 
+    def center(self, anatomy):
+        """(u, v) of the spot in `anatomy`."""
+        return lung_point(anatomy, self.side, self.vn, self.across)
+
 
 @dataclass(frozen=True)
 class Anatomy:
@@ -133,10 +137,9 @@ def posed(anatomy, view, rng):
 def lung_point(a, side, vn, across):
     """(u, v) of the point at height `vn` and `across` the width of the lung on `side`."""
     reach = math.sqrt(1.0 - (1.0 - min(vn / a.apex_rounding, 1.0)) ** 2)
-    inner = a.apex_t - (a.apex_t - a.mediastinum) * reach
-    outer = a.apex_t + (a.lung_outer[side] - a.apex_t) * reach
+    inner, outer = lung_span(a, side, reach)
     t = inner + across * (outer - inner)
-    return a.midline + SIDE_SIGN[side] * t, a.lung_top + vn * (a.diaphragm[side] - a.lung_top)
+    return a.midline + SIDE_SIGN[side] * t, lung_level(a, side, vn)
 
 
 def point_in_lung(a, side, rng, vn_range=(0.15, 0.75), across_range=(0.15, 0.85)):
@@ -146,5 +149,26 @@ def point_in_lung(a, side, rng, vn_range=(0.15, 0.75), across_range=(0.15, 0.85)
 
 def hilum(a, side):
     """(u, v) of a hilum, where the pulmonary vessels enter the lung."""
-    height = a.diaphragm[side] - a.lung_top
-    return (a.midline + SIDE_SIGN[side] * (a.mediastinum + 0.07), a.lung_top + 0.42 * height)
+    return a.midline + SIDE_SIGN[side] * hilum_t(a), lung_level(a, side, 0.42)
+
+
+def hilum_t(a):
+    """Lateral distance t of both hila, just outside the mediastinum."""
+    return a.mediastinum + 0.07
+
+
+def lung_span(a, side, reach):
+    """t of the medial and lateral edges of the lung on `side` where its rounded apex has
+    widened to `reach` (0 at the apex, 1 at full width); scalars or arrays alike."""
+    return (a.apex_t - (a.apex_t - a.mediastinum) * reach,
+            a.apex_t + (a.lung_outer[side] - a.apex_t) * reach)
+
+
+def lung_level(a, side, vn):
+    """v at height `vn` of the lung on `side` (0 at the apex, 1 at the costophrenic angle)."""
+    return a.lung_top + vn * lung_height(a, side)
+
+
+def lung_height(a, side):
+    """Height of the lung on `side`, from the apex to the costophrenic angle."""
+    return a.diaphragm[side] - a.lung_top

@@ -12,8 +12,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from workflow_scripts.demo.anatomy import SIDE_SIGN, Anatomy, hilum, lung_point
-from workflow_scripts.demo.shapes import disc, ramp, segment_distance, smooth_field
+from workflow_scripts.demo.anatomy import (
+    SIDE_SIGN,
+    Anatomy,
+    hilum,
+    hilum_t,
+    lung_height,
+    lung_level,
+    lung_point,
+    lung_span,
+)
+from workflow_scripts.demo.shapes import disc, ramp, segment_distance, smooth_field, soft_edge
 
 
 @dataclass
@@ -40,12 +49,10 @@ def lung_field(u, v, a, side, edge):
     above the dome v = diaphragm - dome_height (1 - ((t - dome_peak) / (lung_outer - dome_peak))^2).
     """
     t = SIDE_SIGN[side] * (u - a.midline)
-    height = a.diaphragm[side] - a.lung_top
-    vn = (v - a.lung_top) * (1.0 / height)
+    vn = (v - a.lung_top) * (1.0 / lung_height(a, side))
     below_apex = 1.0 - np.clip(vn * (1.0 / a.apex_rounding), 0.0, 1.0)
     reach = np.sqrt(1.0 - below_apex * below_apex)
-    inner = a.apex_t - (a.apex_t - a.mediastinum) * reach
-    outer = a.apex_t + (a.lung_outer[side] - a.apex_t) * reach
+    inner, outer = lung_span(a, side, reach)
     dome = (t - a.dome_peak) * (1.0 / (a.lung_outer[side] - a.dome_peak))
     floor = a.diaphragm[side] - a.dome_height[side] * (1.0 - dome * dome)
     mask = (ramp(t - inner, edge) * ramp(outer - t, edge) * ramp(floor - v, edge)
@@ -81,15 +88,14 @@ class Chest:
     @property
     def edge(self):
         """A soft edge two pixels wide, in body coordinates."""
-        return 4.0 / self.size
+        return soft_edge(self.size)
 
 
 def normal_chest(u, v, a, rng, size):
     """A normal frontal chest: soft tissue, lungs, heart, mediastinum, bones, markings."""
-    edge = 4.0 / size
+    edge = soft_edge(size)
     lungs = (lung_field(u, v, a, 0, 2.5 * edge), lung_field(u, v, a, 1, 2.5 * edge))
-    x = u - a.midline
-    t = np.abs(x)
+    t = np.abs(u - a.midline)
     # Soft tissue: a body with rounded shoulders narrowing into the neck, thicker in the middle.
     shoulders = np.clip((v - a.shoulder_level) * (1 / 0.25), 0.0, 1.0)
     half_width = a.neck_half_width + (a.body_half_width - a.neck_half_width) * (
@@ -110,10 +116,10 @@ def normal_chest(u, v, a, rng, size):
     across = (-sin * hu + cos * hv) * (1.0 / short_axis)
     heart = ramp((1.0 - along * along - across * across) * short_axis * 0.5, 2 * edge)
     # Aortic knob, a bulge of the upper mediastinum; trachea, an air column to the carina.
-    knob_v = a.lung_top + 0.3 * (a.diaphragm[1] - a.lung_top)
+    knob_v = lung_level(a, 1, 0.3)
     heart = np.maximum(heart, disc(u, v, (a.midline + a.mediastinum - 0.015, knob_v), 0.05,
                                    3 * edge))
-    carina = a.lung_top + 0.38 * (a.diaphragm[0] - a.lung_top)
+    carina = lung_level(a, 0, 0.38)
     base -= 0.1 * ramp(0.028 - t, 2 * edge) * ramp(carina - v, 0.05)
     # Spine with faint vertebral bodies, seen through the mediastinum.
     vertebrae = 0.85 + 0.15 * np.cos(v * (2 * math.pi / 0.1))
@@ -151,9 +157,8 @@ def normal_chest(u, v, a, rng, size):
         base -= 0.2 * disc(u, v, center, a.gastric_bubble, 2 * edge) * ramp(
             center[1] + 0.3 * a.gastric_bubble - v, 2 * edge)
     # Vascular markings: vessels that branch out of each hilum and fade to the periphery.
-    hilum_t = a.mediastinum + 0.07
     hilum_v = 0.5 * (hilum(a, 0)[1] + hilum(a, 1)[1])
-    dt, dv = t - hilum_t, v - hilum_v
+    dt, dv = t - hilum_t(a), v - hilum_v
     radius = np.sqrt(dt * dt + dv * dv)
     wobble = 3.0 * smooth_field(rng, 14, size)
     vessels = 0.5 + 0.5 * np.cos(18.0 * np.arctan2(dv, dt) + wobble + 14.0 * radius)
@@ -185,11 +190,10 @@ def draw_normal_variants(chest, rng):
             chest.opacity += a.nipple_shadows * disc(u, v, center, 0.035, 2 * chest.edge)
     if a.granuloma is not None:
         spot = a.granuloma
-        center = lung_point(a, spot.side, spot.vn, spot.across)
-        chest.opacity += spot.strength * disc(u, v, center, spot.size, chest.edge)
+        chest.opacity += spot.strength * disc(u, v, spot.center(a), spot.size, chest.edge)
     if a.linear_scar is not None:
         spot = a.linear_scar
-        center = lung_point(a, spot.side, spot.vn, spot.across)
+        center = spot.center(a)
         start = (center[0] - spot.size, center[1] - 0.3 * spot.size)
         end = (center[0] + spot.size, center[1] + 0.3 * spot.size)
         chest.opacity += spot.strength * ramp(0.012 - segment_distance(u, v, start, end),

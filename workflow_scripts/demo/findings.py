@@ -15,7 +15,13 @@ import cv2
 import numpy as np
 
 from workflow_scripts.demo import STREAM_LESION
-from workflow_scripts.demo.anatomy import SIDE_SIGN, hilum, point_in_lung
+from workflow_scripts.demo.anatomy import (
+    SIDE_SIGN,
+    hilum,
+    lung_height,
+    lung_level,
+    point_in_lung,
+)
 from workflow_scripts.demo.chest import fill_effusion, lung_field
 from workflow_scripts.demo.shapes import disc, ramp, segment_distance, smooth_field
 from workflow_scripts.labels import DISEASES
@@ -115,7 +121,7 @@ def draw_edema(chest, s, site, rng):
     lines = np.zeros_like(chest.u)
     for side, sign in enumerate(SIDE_SIGN):
         for level in rng.uniform(0.65, 0.92, size=4 + int(5 * s)):
-            v = a.lung_top + level * (a.diaphragm[side] - a.lung_top)
+            v = lung_level(a, side, level)
             wall = a.midline + sign * (a.lung_outer[side] - 0.01)
             start, end = (wall, v), (wall - sign * rng.uniform(0.05, 0.09), v)
             lines = np.maximum(lines, ramp(0.006 + 0.006 * s
@@ -129,7 +135,7 @@ def draw_effusion(chest, s, site, rng):
     """Fluid at the base: a blunted costophrenic angle, then a meniscus that rises with size."""
     a = chest.anatomy
     for side in lesion_sides(site, bilateral=0.35):
-        height = (0.03 + 0.35 * s) * (a.diaphragm[side] - a.lung_top) * rng.uniform(0.8, 1.2)
+        height = (0.03 + 0.35 * s) * lung_height(a, side) * rng.uniform(0.8, 1.2)
         fill_effusion(chest, side, height, 0.03 + 0.05 * s)
 
 

@@ -19,6 +19,11 @@ def pixel_grid(size):
     return u, v
 
 
+def soft_edge(size):
+    """A soft edge two pixels wide on a grid of `size` pixels, whose coordinates span 2."""
+    return 4.0 / size
+
+
 def ramp(distance, width):
     """0 outside, 1 inside, linear across a band of `width` around distance 0."""
     return np.clip(distance * (1.0 / width) + 0.5, 0.0, 1.0)

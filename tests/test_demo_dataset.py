@@ -16,7 +16,7 @@ from workflow_scripts.build_image_cache import decode_image
 from workflow_scripts.demo import writer
 from workflow_scripts.demo.anatomy import patient_anatomy, posed
 from workflow_scripts.demo.chest import composed_density, normal_chest
-from workflow_scripts.demo.findings import DRAW_FINDING, lesion_site, reshaped_by_findings
+from workflow_scripts.demo.findings import draw_findings, reshaped_by_findings
 from workflow_scripts.demo.metadata import TABLE1, label_set_distribution, sample_metadata
 from workflow_scripts.demo.rendering import body_coordinates, render_radiograph
 from workflow_scripts.demo.writer import image_specs, make_demo_dataset
@@ -331,9 +331,7 @@ def chest_density(findings, severity=0.8, view="PA", size=128, image=0):
     anatomy = posed(reshaped_by_findings(anatomy, severities, 0, 1), view, rng)
     u, v = body_coordinates(size, anatomy, rng)
     chest = normal_chest(u, v, anatomy, rng, size)
-    for name in findings:
-        if name in DRAW_FINDING:
-            DRAW_FINDING[name](chest, severity, lesion_site(0, 1, name), rng)
+    draw_findings(chest, severities, 0, 1, rng)
     lungs = np.maximum(chest.lungs[0].mask, chest.lungs[1].mask)
     return composed_density(chest), lungs, anatomy
 

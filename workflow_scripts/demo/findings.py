@@ -2,10 +2,10 @@
 
 A finding's severity is drawn per image, with a tail of very subtle cases; its site is drawn
 from (seed, patient, finding), so a lesion stays in place across follow-ups. Cardiomegaly,
-Emphysema, Atelectasis and Fibrosis change the anatomy itself (`reshaped_by_findings`); the
-others draw onto the normal chest's maps (`DRAW_FINDING`). Each drawing function takes the
-severity s in [0, 1], `site`, the patient's lesion generator (same place every visit), and
-`rng`, the image's.
+Emphysema, Atelectasis and Fibrosis change the anatomy itself (`reshaped_by_findings`); every
+finding but Cardiomegaly draws its pattern onto the normal chest's maps (`draw_findings`), with
+one function per finding. Each takes the severity s in [0, 1], `site`, the patient's lesion
+generator (same place every visit), and `rng`, the image's.
 """
 
 import math
@@ -66,6 +66,13 @@ def reshaped_by_findings(anatomy, severity, seed, patient_id):
         a = replace(a, diaphragm=tuple(d - 0.05 * s for d in a.diaphragm),
                     lung_outer=tuple(t - 0.02 * s for t in a.lung_outer))
     return a
+
+
+def draw_findings(chest, severity, seed, patient_id, rng):
+    """Draw every finding in `severity` (name: severity) onto `chest`, each at its site."""
+    for name, s in severity.items():
+        if name in DRAW_FINDING:
+            DRAW_FINDING[name](chest, s, lesion_site(seed, patient_id, name), rng)
 
 
 def lesion_sides(site, bilateral):

@@ -14,12 +14,7 @@ import numpy as np
 from workflow_scripts.demo import STREAM_IMAGE
 from workflow_scripts.demo.anatomy import patient_anatomy, posed
 from workflow_scripts.demo.chest import composed_density, normal_chest
-from workflow_scripts.demo.findings import (
-    DRAW_FINDING,
-    finding_severity,
-    lesion_site,
-    reshaped_by_findings,
-)
+from workflow_scripts.demo.findings import draw_findings, finding_severity, reshaped_by_findings
 from workflow_scripts.demo.shapes import pixel_grid
 
 
@@ -47,10 +42,7 @@ def render_radiograph(spec, *, seed, size):
     detail = render_size(size)
     u, v = body_coordinates(detail, anatomy, rng)
     chest = normal_chest(u, v, anatomy, rng, detail)
-    for name in spec.findings:
-        if name in DRAW_FINDING:
-            DRAW_FINDING[name](chest, severity[name], lesion_site(seed, spec.patient_id, name),
-                               rng)
+    draw_findings(chest, severity, seed, spec.patient_id, rng)
     density = composed_density(chest)
     if detail != size:
         density = cv2.resize(density, (size, size), interpolation=cv2.INTER_LINEAR)

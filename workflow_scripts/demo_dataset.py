@@ -6,13 +6,7 @@ outputs, writes the dataset into the outputs' folder and logs what it holds.
 
 from pathlib import Path
 
-from workflow_scripts.demo.writer import (
-    IMAGES_FOLDER,
-    METADATA_NAME,
-    TEST_LIST_NAME,
-    TRAIN_VAL_LIST_NAME,
-    make_demo_dataset,
-)
+from workflow_scripts.demo.writer import METADATA_NAME, OUTPUT_NAMES, make_demo_dataset
 from workflow_scripts.stage import InputError, log, run
 
 
@@ -30,8 +24,7 @@ def main(snakemake):
         raise InputError(f"rule demo_dataset: output.metadata is {metadata}; name it "
                          f"{METADATA_NAME}, as the real download is named.")
     out_dir = metadata.parent
-    written = {out_dir / name for name in (METADATA_NAME, IMAGES_FOLDER.parts[0],
-                                           TRAIN_VAL_LIST_NAME, TEST_LIST_NAME)}
+    written = {out_dir / name for name in OUTPUT_NAMES}
     unexpected = [path for path in map(Path, snakemake.output) if path not in written]
     if unexpected:
         raise InputError(f"rule demo_dataset: output(s) {', '.join(map(str, unexpected))} are "

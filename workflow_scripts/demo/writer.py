@@ -24,6 +24,8 @@ METADATA_NAME = "Data_Entry_2017_v2020.csv"
 IMAGES_FOLDER = Path("images_001") / "images"
 TRAIN_VAL_LIST_NAME = "train_val_list.txt"
 TEST_LIST_NAME = "test_list.txt"
+# Everything `make_demo_dataset` writes into its folder.
+OUTPUT_NAMES = (METADATA_NAME, IMAGES_FOLDER.parts[0], TRAIN_VAL_LIST_NAME, TEST_LIST_NAME)
 
 MIN_IMAGES = 200
 PNG_SIZE_RANGE = (32, 1024)
@@ -55,10 +57,9 @@ def make_demo_dataset(out_dir, *, n_images=3000, png_size=256, seed=0, rgba_frac
     test_patients = official_test_patients(metadata, seed)
     write_images(metadata, out_dir, seed=seed, size=png_size, workers=workers)
     in_test = metadata["patient_id"].isin(test_patients)
-    write_text_atomically(out_dir / TRAIN_VAL_LIST_NAME,
-                          "".join(f"{name}\n" for name in metadata["image_index"][~in_test]))
-    write_text_atomically(out_dir / TEST_LIST_NAME,
-                          "".join(f"{name}\n" for name in metadata["image_index"][in_test]))
+    names = metadata["image_index"]
+    write_text_atomically(out_dir / TRAIN_VAL_LIST_NAME, image_list(names[~in_test]))
+    write_text_atomically(out_dir / TEST_LIST_NAME, image_list(names[in_test]))
     write_text_atomically(out_dir / METADATA_NAME, data_entry_csv(metadata))
     return {
         "n_images": len(metadata),
@@ -96,6 +97,11 @@ def check_parameters(*, n_images, png_size, seed, rgba_fraction, workers):
                          "e.g. 0.005 (the real data holds a few hundred RGBA images).")
     if not is_integer(workers) or workers < 1:
         raise InputError(f"workers is {workers!r}: use a positive integer (processes).")
+
+
+def image_list(names):
+    """A list file's text: one image name per line."""
+    return "".join(f"{name}\n" for name in names)
 
 
 def image_specs(metadata):

@@ -12,8 +12,15 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from workflow_scripts import demo_dataset as demo
 from workflow_scripts.build_image_cache import decode_image
+from workflow_scripts.demo import writer
+from workflow_scripts.demo.anatomy import patient_anatomy, posed
+from workflow_scripts.demo.chest import composed_density, normal_chest
+from workflow_scripts.demo.findings import draw_findings, reshaped_by_findings
+from workflow_scripts.demo.metadata import TABLE1, label_set_distribution, sample_metadata
+from workflow_scripts.demo.rendering import body_coordinates, render_radiograph
+from workflow_scripts.demo.writer import image_specs, make_demo_dataset
+from workflow_scripts.demo_dataset import main
 from workflow_scripts.labels import DISEASES, NO_FINDING
 from workflow_scripts.parse_metadata import parse_metadata
 from workflow_scripts.stage import InputError
@@ -30,7 +37,7 @@ FREQUENT = ("Effusion", "Infiltration", "Atelectasis", "Cardiomegaly", "Pneumoth
 def dataset(tmp_path_factory):
     """A small dataset: 240 images of 48 px, 2% RGBA."""
     folder = tmp_path_factory.mktemp("demo")
-    summary = demo.make_demo_dataset(folder, n_images=240, png_size=48, seed=3,
+    summary = make_demo_dataset(folder, n_images=240, png_size=48, seed=3,
                                      rgba_fraction=0.02)
     return folder, summary
 
@@ -134,7 +141,7 @@ def test_list_files_split_the_images_by_patient(dataset):
 
 
 def test_follow_ups_are_several_per_patient_for_many_patients():
-    metadata = demo.sample_metadata(3000, seed=1)
+    metadata = sample_metadata(3000, seed=1)
     per_patient = metadata.groupby("patient_id").size()
     assert 3.0 <= per_patient.mean() <= 4.5
     assert (per_patient == 1).mean() > 0.4, "most patients have one image, as in NIH"
@@ -143,7 +150,7 @@ def test_follow_ups_are_several_per_patient_for_many_patients():
 
 
 def test_metadata_proportions_are_like_the_real_data():
-    metadata = demo.sample_metadata(20_000, seed=2)
+    metadata = sample_metadata(20_000, seed=2)
     assert 0.5 <= (metadata["view"] == "PA").mean() <= 0.7
     assert 0.45 <= (metadata["sex"] == "M").mean() <= 0.68
     assert 40 <= metadata["age"].mean() <= 55
@@ -152,10 +159,10 @@ def test_metadata_proportions_are_like_the_real_data():
 # --- labels ----------------------------------------------------------------------------------
 
 def test_label_set_distribution_reproduces_table1_exactly():
-    label_sets, probabilities = demo.label_set_distribution()
+    label_sets, probabilities = label_set_distribution()
     assert probabilities.sum() == pytest.approx(1.0)
     assert probabilities[label_sets.index(())] == pytest.approx(60_361 / 112_120)
-    for name, (single, carrying) in demo.TABLE1.items():
+    for name, (single, carrying) in TABLE1.items():
         assert probabilities[label_sets.index((name,))] == pytest.approx(single / 112_120)
         share = sum(p for labels, p in zip(label_sets, probabilities, strict=True)
                     if name in labels)
@@ -164,7 +171,7 @@ def test_label_set_distribution_reproduces_table1_exactly():
 
 def test_sampled_labels_follow_table1_scaled():
     n_images = 20_000
-    metadata = demo.sample_metadata(n_images, seed=4)
+    metadata = sample_metadata(n_images, seed=4)
     label_sets = metadata["label_findings"]
     # Follow-ups repeat label sets, so counts vary more than binomially: allow 5 sd with a
     # design effect of 3 (variance) over the binomial.
@@ -175,13 +182,13 @@ def test_sampled_labels_follow_table1_scaled():
         assert abs(observed - expected) <= tolerance, (observed, expected)
 
     check(sum(len(labels) == 0 for labels in label_sets), 60_361)
-    for name, (single, carrying) in demo.TABLE1.items():
+    for name, (single, carrying) in TABLE1.items():
         check(sum(labels == (name,) for labels in label_sets), single)
         check(sum(name in labels for labels in label_sets), carrying)
 
 
 def test_labels_co_occur_like_the_real_data():
-    metadata = demo.sample_metadata(20_000, seed=5)
+    metadata = sample_metadata(20_000, seed=5)
     carrying = {name: metadata["label_findings"].map(lambda labels, n=name: n in labels)
                 for name in DISEASES}
 
@@ -197,7 +204,7 @@ def test_labels_co_occur_like_the_real_data():
 
 
 def test_a_few_percent_of_images_show_other_findings_than_their_labels():
-    metadata = demo.sample_metadata(20_000, seed=6)
+    metadata = sample_metadata(20_000, seed=6)
     differ = [(labels, drawn) for labels, drawn in zip(
         metadata["label_findings"], metadata["drawn_findings"], strict=True) if labels != drawn]
     assert 0.02 <= len(differ) / 20_000 <= 0.04
@@ -213,7 +220,7 @@ def test_a_few_percent_of_images_show_other_findings_than_their_labels():
 def test_same_seed_gives_identical_bytes_for_any_number_of_workers(tmp_path):
     outputs = []
     for workers in (1, 2):
-        demo.make_demo_dataset(tmp_path / f"w{workers}", n_images=200, png_size=32, seed=5,
+        make_demo_dataset(tmp_path / f"w{workers}", n_images=200, png_size=32, seed=5,
                                workers=workers)
         outputs.append(all_files(tmp_path / f"w{workers}"))
     assert len(outputs[0]) == 203
@@ -221,18 +228,18 @@ def test_same_seed_gives_identical_bytes_for_any_number_of_workers(tmp_path):
 
 
 def test_a_rerun_replaces_the_dataset_identically(tmp_path):
-    first = demo.make_demo_dataset(tmp_path, n_images=220, png_size=32, seed=8)
+    first = make_demo_dataset(tmp_path, n_images=220, png_size=32, seed=8)
     before = all_files(tmp_path)
-    demo.make_demo_dataset(tmp_path, n_images=200, png_size=32, seed=9)
+    make_demo_dataset(tmp_path, n_images=200, png_size=32, seed=9)
     assert all_files(tmp_path) != before
-    assert demo.make_demo_dataset(tmp_path, n_images=220, png_size=32, seed=8)["n_images"] == \
+    assert make_demo_dataset(tmp_path, n_images=220, png_size=32, seed=8)["n_images"] == \
         first["n_images"]
     assert all_files(tmp_path) == before, "no stale image of the 200-image run survives"
 
 
 def test_a_different_seed_gives_a_different_dataset(tmp_path):
     for seed in (5, 6):
-        demo.make_demo_dataset(tmp_path / str(seed), n_images=200, png_size=32, seed=seed)
+        make_demo_dataset(tmp_path / str(seed), n_images=200, png_size=32, seed=seed)
     csv = [(tmp_path / str(seed) / "Data_Entry_2017_v2020.csv").read_text() for seed in (5, 6)]
     assert csv[0] != csv[1]
     image = [(tmp_path / str(seed) / "images_001" / "images" / "00000001_000.png").read_bytes()
@@ -241,7 +248,7 @@ def test_a_different_seed_gives_a_different_dataset(tmp_path):
 
 
 def test_an_interrupted_run_leaves_no_csv(tmp_path, monkeypatch):
-    demo.make_demo_dataset(tmp_path, n_images=200, png_size=32, seed=1)
+    make_demo_dataset(tmp_path, n_images=200, png_size=32, seed=1)
     calls = []
 
     def failing_render(spec, *, seed, size):
@@ -250,9 +257,9 @@ def test_an_interrupted_run_leaves_no_csv(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return np.zeros((size, size), np.uint8)
 
-    monkeypatch.setattr(demo, "render_radiograph", failing_render)
+    monkeypatch.setattr(writer, "render_radiograph", failing_render)
     with pytest.raises(KeyboardInterrupt):
-        demo.make_demo_dataset(tmp_path, n_images=200, png_size=32, seed=2)
+        make_demo_dataset(tmp_path, n_images=200, png_size=32, seed=2)
     assert not (tmp_path / "Data_Entry_2017_v2020.csv").exists()
     assert not (tmp_path / "test_list.txt").exists()
     assert not (tmp_path / ".images_001.partial").exists()
@@ -272,7 +279,7 @@ def test_an_interrupted_run_leaves_no_csv(tmp_path, monkeypatch):
 ])
 def test_bad_parameters_are_named_in_the_error(tmp_path, settings, named):
     with pytest.raises(ValueError, match=re.escape(named)):
-        demo.make_demo_dataset(tmp_path, **settings)
+        make_demo_dataset(tmp_path, **settings)
     assert not any(tmp_path.iterdir()), "nothing is written before the check"
 
 
@@ -297,7 +304,7 @@ def fake_snakemake(folder, demo_settings, **overrides):
 
 def test_main_writes_the_rule_outputs(tmp_path):
     settings = {"n_images": 200, "png_size": 32, "seed": 0, "rgba_fraction": 0.01}
-    demo.main(fake_snakemake(tmp_path / "demo", settings))
+    main(fake_snakemake(tmp_path / "demo", settings))
     for name in ("Data_Entry_2017_v2020.csv", "train_val_list.txt", "test_list.txt"):
         assert (tmp_path / "demo" / name).is_file()
     assert len(list((tmp_path / "demo" / "images_001" / "images").glob("*.png"))) == 200
@@ -311,7 +318,7 @@ def test_main_writes_the_rule_outputs(tmp_path):
 def test_main_rejects_settings_and_outputs_it_cannot_honour(tmp_path, settings, overrides,
                                                             message):
     with pytest.raises(InputError, match=re.escape(message)):
-        demo.main(fake_snakemake(tmp_path, settings, **overrides))
+        main(fake_snakemake(tmp_path, settings, **overrides))
 
 
 # --- the images carry the findings -----------------------------------------------------------
@@ -320,15 +327,13 @@ def chest_density(findings, severity=0.8, view="PA", size=128, image=0):
     """Density of one patient's chest with `findings` drawn at `severity` on film `image`."""
     rng = np.random.default_rng(image)
     severities = dict.fromkeys(findings, severity)
-    anatomy = demo.patient_anatomy(0, 1, "M", 50)
-    anatomy = demo.posed(demo.reshaped_by_findings(anatomy, severities, 0, 1), view, rng)
-    u, v = demo.body_coordinates(size, anatomy, rng)
-    chest = demo.normal_chest(u, v, anatomy, rng, size)
-    for name in findings:
-        if name in demo.DRAW_FINDING:
-            demo.DRAW_FINDING[name](chest, severity, demo.lesion_site(0, 1, name), rng)
+    anatomy = patient_anatomy(0, 1, "M", 50)
+    anatomy = posed(reshaped_by_findings(anatomy, severities, 0, 1), view, rng)
+    u, v = body_coordinates(size, anatomy, rng)
+    chest = normal_chest(u, v, anatomy, rng, size)
+    draw_findings(chest, severities, 0, 1, rng)
     lungs = np.maximum(chest.lungs[0].mask, chest.lungs[1].mask)
-    return demo.composed_density(chest), lungs, anatomy
+    return composed_density(chest), lungs, anatomy
 
 
 @pytest.mark.parametrize("finding", DISEASES)
@@ -346,17 +351,17 @@ def test_every_finding_changes_the_image_visibly(finding):
 @pytest.mark.parametrize("severity", [0.0, 0.5, 1.0])
 def test_cardiomegaly_means_a_cardiothoracic_ratio_above_one_half(severity):
     for patient in range(1, 30):
-        anatomy = demo.patient_anatomy(0, patient, "F", 60)
-        enlarged = demo.reshaped_by_findings(anatomy, {"Cardiomegaly": severity}, 0, patient)
+        anatomy = patient_anatomy(0, patient, "F", 60)
+        enlarged = reshaped_by_findings(anatomy, {"Cardiomegaly": severity}, 0, patient)
         assert enlarged.heart_half_width / np.mean(enlarged.lung_outer) >= 0.5
         assert anatomy.heart_half_width / np.mean(anatomy.lung_outer) <= 0.54
 
 
 def test_a_patients_anatomy_and_lesions_persist_across_follow_ups():
-    first, later = (demo.patient_anatomy(0, 7, "M", age) for age in (50, 52))
+    first, later = (patient_anatomy(0, 7, "M", age) for age in (50, 52))
     assert (first.lung_outer, first.diaphragm, first.granuloma) == \
         (later.lung_outer, later.diaphragm, later.granuloma)
-    assert demo.patient_anatomy(0, 8, "M", 50).lung_outer != first.lung_outer
+    assert patient_anatomy(0, 8, "M", 50).lung_outer != first.lung_outer
     # The nodule is in the same place on two films with different pose and exposure.
     places = []
     for image in (1, 2):
@@ -381,8 +386,8 @@ def cheap_features(image):
 def test_frequent_findings_are_learnable_but_not_perfectly():
     """Patient-grouped, out-of-fold AUROC of a linear model for each frequent finding against
     'No Finding', on 1,500 images at 64 px: clearly above chance, clearly below perfect."""
-    metadata = demo.sample_metadata(1500, seed=0)
-    images = [demo.render_radiograph(spec, seed=0, size=64) for spec in demo.image_specs(metadata)]
+    metadata = sample_metadata(1500, seed=0)
+    images = [render_radiograph(spec, seed=0, size=64) for spec in image_specs(metadata)]
     features = np.stack([cheap_features(image) for image in images])
     labels = metadata["label_findings"]
     normal = (labels.map(len) == 0).to_numpy()
@@ -404,6 +409,6 @@ def test_frequent_findings_are_learnable_but_not_perfectly():
 @pytest.mark.slow
 def test_3000_images_at_256_px_take_well_under_a_minute_on_two_cores(tmp_path):
     start = time.perf_counter()
-    summary = demo.make_demo_dataset(Path(tmp_path), n_images=3000, png_size=256, workers=2)
+    summary = make_demo_dataset(Path(tmp_path), n_images=3000, png_size=256, workers=2)
     assert summary["n_images"] == 3000
     assert time.perf_counter() - start < 45

@@ -29,12 +29,9 @@ def timed(function, *args, **kwargs):
 
 def write_radiographs(folder, count, size=1024, seed=0):
     """`count` distinct synthetic radiograph PNGs at `size` px (the demo's renderer)."""
-    from workflow_scripts.demo_dataset import (
-        encode_png,
-        image_specs,
-        render_radiograph,
-        sample_metadata,
-    )
+    from workflow_scripts.demo.metadata import sample_metadata
+    from workflow_scripts.demo.rendering import render_radiograph
+    from workflow_scripts.demo.writer import encode_png, image_specs
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,7 +49,7 @@ def write_radiographs(folder, count, size=1024, seed=0):
 
 def write_data_entry_csv(path, n_images=112_120, seed=0):
     """A full-size metadata CSV in the v2020 format, from the demo's label sampler."""
-    from workflow_scripts.demo_dataset import data_entry_csv, sample_metadata
+    from workflow_scripts.demo.metadata import data_entry_csv, sample_metadata
 
     path = Path(path)
     if not path.exists():

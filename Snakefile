@@ -2,7 +2,6 @@
 # -> training (target x architecture x policy x seed) -> comparison report.
 from snakemake.utils import min_version, validate
 
-from workflow_scripts.checkpoint import checkpoint_folder
 from workflow_scripts.configuration import SCHEMA, check_config, computation_settings
 
 min_version("9.14.1")

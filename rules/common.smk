@@ -4,6 +4,8 @@ import re
 # Snakemake puts this folder on sys.path, here and in every rule script, so the
 # workflow_scripts package imports in whatever environment a job runs.
 from workflow_scripts.policies import lr_bounds, schedule_twin
+from workflow_scripts.report_contents import TARGET_FIGURES
+from workflow_scripts.runs import RUN, checkpoint_folder, output_files
 from workflow_scripts.weights import DEFAULT_DIR, weight_file, weight_url
 
 TARGETS = config["targets"]
@@ -13,7 +15,6 @@ SEEDS = config["seeds"]
 IMAGE_SIZE = config["image_size"]
 CACHE_IMAGES = f"results/cache/{IMAGE_SIZE}/images.npy"
 CACHE_INDEX = f"results/cache/{IMAGE_SIZE}/index.parquet"
-RUN = "results/runs/{target}/{arch}/{policy}/seed{seed}"
 WEIGHTS_DIR = config["model"]["weights_dir"] or DEFAULT_DIR
 ALPHA = config["model"]["mobilenet_alpha"]
 # ImageNet weight files of the configured architectures that have them (AlexNet has none).
@@ -134,21 +135,11 @@ def trained_runs(targets=TARGETS):
             for policy in POLICIES if policy not in SHARED_RUNS[target] for seed in SEEDS]
 
 
-def run_outputs():
-    outputs = {
-        "history": f"{RUN}/history.csv",
-        "lr": f"{RUN}/lr.csv",
-        "predictions": f"{RUN}/predictions.parquet",
-        "metrics": f"{RUN}/metrics.json",
-    }
-    if config["train"]["save_model"]:
-        outputs["model"] = f"{RUN}/model.keras"
-    return outputs
-
-
 def run_metrics(targets=TARGETS):
     return [
-        f"{RUN}/metrics.json".format(target=target, arch=arch, policy=policy, seed=seed)
+        output_files(save_model=False)["metrics"].format(
+            target=target, arch=arch, policy=policy, seed=seed
+        )
         for target, arch, policy, seed in trained_runs(targets)
     ]
 
@@ -158,7 +149,7 @@ def report_inputs(wildcards):
     results (`lr_finder_results`), and its run outputs. With
     report.allow_missing, only runs (and LR-finder results) that exist, so that reporting
     schedules no training."""
-    run_files = [path for name, path in run_outputs().items() if name != "model"]
+    run_files = list(output_files(save_model=False).values())
     runs = [
         expand(run_files, target=target, arch=arch, policy=policy, seed=seed)
         for target, arch, policy, seed in trained_runs([wildcards.target])

@@ -18,16 +18,6 @@ REPORT_PARAMS = {
     "source": config["data"]["source"],
 }
 TARGET_REPORT = "results/report/{target}"
-# Figures of one target in Snakemake's report: name -> (category, label); the caption of
-# each is report/<name>.rst, which the HTML report shows too.
-TARGET_FIGURES = {
-    "lr_schedules": ("Learning rates", "learning rate over the run"),
-    "lr_finder": ("Learning rates", "LR range test"),
-    "validation_curves": ("Training", "validation accuracy and loss"),
-    "accuracy_vs_device_time": ("Training", "accuracy against device time"),
-    "roc_curves": ("Test results", "ROC curves"),
-    "auroc_by_policy": ("Test results", "AUROC per policy"),
-}
 
 
 rule report_target:
@@ -51,7 +41,6 @@ rule report_target:
         "logs/report/{target}.log",
     params:
         **REPORT_PARAMS,
-        runs="results/runs",
         train_settings={
             target: computation_settings(target_settings(target, "train")) for target in TARGETS
         },

@@ -7,7 +7,7 @@ rule train:
         lr_finder=lr_finder_result,
         weights=imagenet_weights,
     output:
-        **run_outputs(),
+        **output_files(config["train"]["save_model"]),
     log:
         "logs/train/{target}/{arch}/{policy}/seed{seed}.log",
     params:
@@ -45,4 +45,4 @@ if WEIGHT_FILES:
         conda:
             "../envs/data.yaml"
         script:
-            "../workflow_scripts/weights.py"
+            "../workflow_scripts/fetch_weights.py"

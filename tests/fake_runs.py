@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 from workflow_scripts.labels import LABELS
 from workflow_scripts.metrics import bootstrap_auroc_interval, threshold_metrics
 from workflow_scripts.policies import POLICIES, build_policy, schedule_params
+from workflow_scripts.runs import FILES, run_folder, write_run
 
 # How well each policy separates the classes (logit shift of positives over negatives).
 DEFAULT_SKILL = {"constant": 1.0, "time_decay": 1.1, "triangular": 1.6, "triangular2": 1.3,
@@ -62,7 +63,7 @@ def fake_history(rng, epochs, final_val_accuracy, speed, lrs, steps_per_epoch, s
         "steps": epoch * steps_per_epoch})
 
 
-def write_run(folder, *, target, arch, policy, seed, test, skill, epochs, steps_per_epoch,
+def write_fake_run(folder, *, target, arch, policy, seed, test, skill, epochs, steps_per_epoch,
               settings, gpus, bootstrap_samples):
     """One run folder as train.py writes it; returns its metrics dict."""
     rng = np.random.default_rng([seed, *(zlib.crc32(name.encode()) for name in (target, arch,
@@ -96,12 +97,10 @@ def write_run(folder, *, target, arch, policy, seed, test, skill, epochs, steps_
                      "optimizer": settings["optimizer"], "momentum": settings["momentum"],
                      "schedule": schedule},
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    history.to_csv(folder / "history.csv", index=False)
-    pd.DataFrame({"step": np.arange(len(lrs)), "epoch": np.arange(len(lrs)) // steps_per_epoch + 1,
-                  "lr": lrs}).to_csv(folder / "lr.csv", index=False)
-    test.assign(score=scores).to_parquet(folder / "predictions.parquet", index=False)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    lr = pd.DataFrame({"step": np.arange(len(lrs)),
+                       "epoch": np.arange(len(lrs)) // steps_per_epoch + 1, "lr": lrs})
+    write_run({name: Path(folder) / file for name, file in FILES.items()}, history=history,
+              lr=lr, predictions=test.assign(score=scores), metrics=metrics)
     return metrics
 
 
@@ -178,7 +177,7 @@ def write_fake_results(results, *, targets=("Effusion", "Pneumothorax"),
                 write_lr_finder(results / "lr_finder" / target, target, arch)
             for policy in policies:
                 for seed in seeds:
-                    write_run(results / "runs" / target / arch / policy / f"seed{seed}",
+                    write_fake_run(run_folder(target, arch, policy, seed, results),
                               target=target, arch=arch, policy=policy, seed=seed, test=test,
                               skill=skill[policy] * (1.1 if arch == "densenet121" else 1.0),
                               epochs=per_target(epochs, target),

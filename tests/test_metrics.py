@@ -5,9 +5,10 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_scor
 from workflow_scripts.metrics import (
     bootstrap_auroc_interval,
     epochs_to_target,
+    patient_draws,
     summarize_predictions,
     threshold_metrics,
-    weighted_auroc,
+    weighted_aurocs,
     youden_threshold,
 )
 
@@ -23,14 +24,25 @@ def predictions(n=400, seed=0, ties=False):
 
 
 @pytest.mark.parametrize("ties", [False, True])
-def test_weighted_auroc_agrees_with_scikit_learn(ties):
-    labels, scores, _ = predictions(ties=ties)
-    weights = np.random.default_rng(1).integers(0, 4, (5, len(labels))).astype(float)
-    ours = weighted_auroc(labels, scores, weights)
-    for row, value in zip(weights, ours, strict=True):
-        assert value == pytest.approx(roc_auc_score(labels, scores, sample_weight=row), abs=1e-12)
-    assert weighted_auroc(labels, scores, np.ones((1, len(labels))))[0] == pytest.approx(
-        roc_auc_score(labels, scores))
+def test_weighted_aurocs_agree_with_scikit_learn_for_every_run_and_resample(ties):
+    labels, _, patients = predictions(ties=ties)
+    rng = np.random.default_rng(3)
+    scores = rng.random((3, len(labels)))
+    if ties:
+        scores = np.round(scores, 1)  # many ties
+    _, patient_of_image = np.unique(patients, return_inverse=True)
+    draws = patient_draws(patient_of_image.max() + 1, 600, seed=1)
+    assert [len(block) for block in draws] == [250, 250, 100]
+    ours = weighted_aurocs(labels, scores, patient_of_image, draws)
+    counts = np.vstack(draws).astype(np.float64)[:, patient_of_image]
+    for run, run_scores in enumerate(scores):
+        for resample in range(0, 600, 37):
+            assert ours[run, resample] == pytest.approx(roc_auc_score(
+                labels, run_scores, sample_weight=counts[resample]), abs=1e-12)
+    plain = weighted_aurocs(labels, scores, patient_of_image,
+                            [np.ones((1, counts.shape[1]), np.uint8)])
+    np.testing.assert_allclose(plain[:, 0], [roc_auc_score(labels, s) for s in scores],
+                               rtol=1e-12)
 
 
 def test_threshold_metrics_agree_with_scikit_learn():

@@ -11,7 +11,8 @@ import pytest
 from snakemake.utils import validate
 from tiny_data import write_tiny_target
 
-from workflow_scripts.train import HISTORY_COLUMNS, train_run
+from workflow_scripts.runs import FILES, HISTORY_COLUMNS, MODEL_FILE
+from workflow_scripts.train import train_run
 
 pytestmark = pytest.mark.slow  # most tests here train real models
 METRICS_CONTRACT = {"accuracy", "auroc", "auroc_ci_low", "auroc_ci_high", "sensitivity",
@@ -26,10 +27,10 @@ def schema_config(**changes):
     return config
 
 
-def run_paths(folder):
-    return {name: folder / file for name, file in (
-        ("history", "history.csv"), ("lr", "lr.csv"), ("predictions", "predictions.parquet"),
-        ("metrics", "metrics.json"))}
+def run_paths(folder, save_model=False):
+    """The run's files in `folder`, named as the train rule names its outputs."""
+    paths = {name: folder / file for name, file in FILES.items()}
+    return {**paths, "model": folder / MODEL_FILE} if save_model else paths
 
 
 def tiny_run(tmp_path, arch, policy, epochs=2, **train_changes):
@@ -53,9 +54,9 @@ def test_each_architecture_trains_two_epochs_and_writes_every_output(tmp_path, a
     result = tiny_run(tmp_path, arch, "triangular")
     out = tmp_path / "run"
     out.mkdir()
-    result.write(**run_paths(out), model=out / "model.keras")
+    result.write(run_paths(out, save_model=True))
     history = pd.read_csv(out / "history.csv")
-    assert list(history.columns) == HISTORY_COLUMNS and history["epoch"].tolist() == [1, 2]
+    assert tuple(history.columns) == HISTORY_COLUMNS and history["epoch"].tolist() == [1, 2]
     assert history[["loss", "val_loss"]].notna().all().all()
     steps = int(history["steps"].iloc[-1])
     lr = pd.read_csv(out / "lr.csv")
@@ -126,7 +127,7 @@ result = tiny_run(folder, "mobilenet", "triangular2", epochs=4, **{resources!r})
 if result is None:
     sys.exit(143)
 (folder / "run").mkdir()
-result.write(**run_paths(folder / "run"))
+result.write(run_paths(folder / "run"))
 """
 
 

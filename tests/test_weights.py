@@ -1,8 +1,9 @@
 import pytest
 
+from workflow_scripts.fetch_weights import download
 from workflow_scripts.models import build_model
 from workflow_scripts.stage import InputError
-from workflow_scripts.weights import download, find_weights, weight_file, weight_url
+from workflow_scripts.weights import find_weights, weight_file, weight_url
 
 
 def test_names_and_urls_follow_keras():

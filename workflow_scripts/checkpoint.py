@@ -17,20 +17,12 @@ inputs are committed.
 """
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from workflow_scripts.stage import log
-
-RUNS = Path("results/runs")
-CHECKPOINTS = Path("results/checkpoints")
-
-
-def checkpoint_folder(run_folder):
-    """results/runs/<run> -> results/checkpoints/<run> (also for wildcard patterns)."""
-    return str(CHECKPOINTS / Path(run_folder).relative_to(RUNS))
+from workflow_scripts.runs import checkpoint_folder
+from workflow_scripts.stage import atomic_path, log
 
 
 def random_streams(model):
@@ -93,9 +85,8 @@ class Checkpoint:
                  "seconds": seconds,
                  "random_streams": [variable.numpy().tolist()
                                     for variable in random_streams(model)]}
-        temporary = self.folder / ".state.json.tmp"
-        temporary.write_text(json.dumps(state))
-        os.replace(temporary, self.state_path)
+        with atomic_path(self.state_path) as temporary:
+            temporary.write_text(json.dumps(state))
         for old in self.folder.glob("model-epoch*.keras"):
             if old.name != model_name:
                 old.unlink()

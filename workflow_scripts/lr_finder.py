@@ -35,10 +35,9 @@ import tensorflow as tf
 from workflow_scripts import device as device_settings
 from workflow_scripts import lr_bounds
 from workflow_scripts.input_pipeline import load_target, steps_per_epoch, training_dataset
-from workflow_scripts.models import nested_layers
+from workflow_scripts.models import compile_model, make_optimizer, nested_layers, new_model
 from workflow_scripts.report_figures import lr_finder as lr_finder_figure
 from workflow_scripts.stage import InputError, log, run
-from workflow_scripts.train import compile_model, make_optimizer, new_model
 
 CURVE_COLUMNS = ("step", "lr", "loss", "data_loss", "penalty", "smoothed_data_loss")
 # The name of the compiled metric that measures the data loss alone.

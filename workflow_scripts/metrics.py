@@ -33,41 +33,65 @@ def youden_threshold(labels, scores):
     return float(min(thresholds[best], 1.0))
 
 
-def weighted_auroc(labels, scores, weights):
-    """AUROC for each row of `weights` (resamples x images): P(score_pos > score_neg), ties 1/2."""
-    order = np.argsort(scores, kind="stable")
-    sorted_scores = scores[order]
-    positive = labels[order].astype(bool)
-    weights = weights[:, order]
-    # Tied scores form contiguous groups; `start`/`end` are each element's group bounds.
-    new_group = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
-    group = np.cumsum(new_group) - 1
-    group_start = np.flatnonzero(new_group)
-    group_end = np.r_[group_start[1:], len(scores)] - 1
-    negative_weights = np.where(positive, 0.0, weights)
-    cumulative = np.cumsum(negative_weights, axis=1)
-    padded = np.concatenate([np.zeros((len(weights), 1)), cumulative], axis=1)
-    below = padded[:, group_start[group]]
-    tied = cumulative[:, group_end[group]] - below
-    numerator = ((below + 0.5 * tied) * np.where(positive, weights, 0.0)).sum(axis=1)
-    total_positive = np.where(positive, weights, 0.0).sum(axis=1)
-    total_negative = negative_weights.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return numerator / (total_positive * total_negative)
+def patient_draws(n_patients, samples, seed):
+    """Bootstrap resamples of the test patients, in blocks of at most BOOTSTRAP_BLOCK rows:
+    row b holds how often resample b drew each patient (n_patients draws with replacement).
+
+    The counts are stored in the smallest unsigned integer type that holds them (uint8 in
+    practice): the AUROC arithmetic is bound by memory traffic, not by arithmetic.
+    """
+    rng = np.random.default_rng(seed)
+    uniform = np.full(n_patients, 1 / n_patients)
+    blocks = [rng.multinomial(n_patients, uniform, size=min(BOOTSTRAP_BLOCK, samples - start))
+              for start in range(0, samples, BOOTSTRAP_BLOCK)]
+    return [block.astype(np.min_scalar_type(block.max())) for block in blocks]
+
+
+def weighted_aurocs(labels, scores, patient_of_image, draws):
+    """AUROC of every run (rows of `scores`) under every resample (rows of the `draws` blocks).
+
+    An image weighs as much as its patient's draw count. The weighted AUROC is
+    P(score_pos > score_neg) + P(tie) / 2 over weighted pairs (scikit-learn's with sample
+    weights; the tests compare), computed from the cumulative negative weight below each
+    positive image alone, one sort per run for all resamples: a report over thousands of runs
+    needs that speed. The cumulative weights are float32, exact for whole and half numbers
+    below 2**24; sums over images are float64. Returns an array runs x resamples.
+    """
+    labels = np.asarray(labels).astype(bool)
+    values = np.empty((len(scores), sum(len(block) for block in draws)))
+    for row, run_scores in enumerate(scores):
+        order = np.argsort(run_scores, kind="stable")
+        positive = labels[order]
+        sorted_scores = run_scores[order]
+        negative_scores = sorted_scores[~positive]
+        below = np.searchsorted(negative_scores, sorted_scores[positive], "left")
+        up_to = np.searchsorted(negative_scores, sorted_scores[positive], "right")
+        positive_patients = patient_of_image[order][positive]
+        negative_patients = patient_of_image[order][~positive]
+        column = 0
+        for counts in draws:
+            positive_weights = np.take(counts, positive_patients, axis=1)
+            cumulative = np.zeros((len(counts), len(negative_patients) + 1), np.float32)
+            np.cumsum(np.take(counts, negative_patients, axis=1), axis=1, dtype=np.float32,
+                      out=cumulative[:, 1:])
+            pairs = np.take(cumulative, below, axis=1)
+            if not np.array_equal(below, up_to):  # tied scores count one half
+                pairs += np.take(cumulative, up_to, axis=1)
+                pairs *= 0.5
+            pairs *= positive_weights
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values[row, column:column + len(counts)] = pairs.sum(axis=1, dtype=np.float64) / (
+                    positive_weights.sum(axis=1, dtype=np.float64) * cumulative[:, -1])
+            column += len(counts)
+    return values
 
 
 def bootstrap_auroc_interval(labels, scores, patients, samples=1000, level=0.95, seed=0):
     """Percentile interval of the AUROC over `samples` patient-level bootstrap resamples."""
-    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-    unique_patients, patient_of_image = np.unique(np.asarray(patients), return_inverse=True)
-    rng = np.random.default_rng(seed)
-    uniform = np.full(len(unique_patients), 1 / len(unique_patients))
-    values = []
-    for start in range(0, samples, BOOTSTRAP_BLOCK):
-        block = min(BOOTSTRAP_BLOCK, samples - start)
-        counts = rng.multinomial(len(unique_patients), uniform, size=block)
-        values.append(weighted_auroc(labels, scores, counts[:, patient_of_image].astype(float)))
-    values = np.concatenate(values)
+    _, patient_of_image = np.unique(np.asarray(patients), return_inverse=True)
+    draws = patient_draws(patient_of_image.max() + 1, samples, seed)
+    values = weighted_aurocs(labels, np.asarray(scores, dtype=np.float64)[None],
+                             patient_of_image, draws)[0]
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(values, [tail, 100 - tail])
     return float(low), float(high)
@@ -83,7 +107,8 @@ def epochs_to_target(accuracies, target):
 
 def summarize_predictions(test_labels, test_scores, test_patients, val_labels, val_scores,
                  samples=1000, level=0.95, seed=0):
-    """The metrics.json numbers of one run (DESIGN.md contract), without the training facts."""
+    """The test-set numbers of one run's metrics.json (README "Outputs"), without the
+    training facts."""
     auroc = float(roc_auc_score(test_labels, test_scores))
     low, high = bootstrap_auroc_interval(test_labels, test_scores, test_patients, samples,
                                          level, seed)

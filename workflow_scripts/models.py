@@ -1,4 +1,5 @@
-"""The paper's classifiers: a backbone (MobileNetV1, DenseNet121 or AlexNet) and its head.
+"""The paper's classifiers: a backbone (MobileNetV1, DenseNet121 or AlexNet) and its head, and
+their optimizer and loss, as the LR range test and training both build them.
 
 Every model takes the cache's uint8 grayscale images, shape (size, size, 1), and does the
 rest on the device: augmentation (training only), the grayscale-to-RGB mapping and the
@@ -15,12 +16,11 @@ import keras
 from keras import layers, ops, regularizers
 
 from workflow_scripts.augmentation import PaperAugmentation
-from workflow_scripts.stage import InputError, log
+from workflow_scripts.stage import log
 from workflow_scripts.weights import find_weights, weight_file
 
-ARCHITECTURES = ("mobilenet", "densenet121", "alexnet")
-MIN_IMAGE_SIZE = {"mobilenet": 32, "densenet121": 32, "alexnet": 32}
 PAPER_HEAD_UNITS = (250, 50, 10, 2)
+
 
 def to_rgb_in(backbone_scaling):
     """Gray [0, 255] -> three channels scaled as the backbone was trained."""
@@ -128,12 +128,6 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
     few hundred steps needs a shorter memory (e.g. 0.9), or the running statistics used at
     inference still lag far behind the weights and every prediction comes out the same.
     """
-    if arch not in ARCHITECTURES:
-        raise InputError(
-            f"architecture {arch!r} is unknown; use one of {', '.join(ARCHITECTURES)}.")
-    if image_size < MIN_IMAGE_SIZE[arch]:
-        raise InputError(f"image_size {image_size} is below {arch}'s minimum of "
-                         f"{MIN_IMAGE_SIZE[arch]} px; raise image_size.")
     pretrained = None
     if weights == "imagenet":
         if weight_file(arch) is None:
@@ -165,3 +159,41 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = batch_norm_momentum
     return model
+
+
+def make_optimizer(settings, learning_rate):
+    """SGD with momentum (the paper's choice), Adam (its choice for Hernia) or RMSprop."""
+    name = settings["optimizer"]
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=settings["momentum"],
+                                    nesterov=settings["nesterov"])
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate, beta_1=settings["momentum"])
+    return keras.optimizers.RMSprop(learning_rate, momentum=settings["momentum"])
+
+
+def compile_model(model, optimizer, jit_compile, data_loss=False):
+    """Binary cross-entropy, accuracy and AUROC; with `data_loss`, also the cross-entropy
+    alone as a metric (the logged loss adds the head's regularization penalty)."""
+    metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auroc")]
+    if data_loss:
+        metrics.append(keras.metrics.BinaryCrossentropy(name="data_loss"))
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=metrics,
+                  jit_compile=jit_compile)
+    return model
+
+
+def new_model(arch, image_size, model_settings, train_settings, seed, xla):
+    """`build_model` from the config's model and train settings (the target's)."""
+    return build_model(
+        arch, image_size,
+        head=model_settings["head"],
+        dropout=model_settings["dropout"],
+        mobilenet_alpha=model_settings["mobilenet_alpha"],
+        batch_norm_momentum=model_settings["batch_norm_momentum"],
+        weights=model_settings["weights"],
+        weights_dir=model_settings["weights_dir"],
+        augmentation=train_settings["augmentation"] if train_settings["augment"] else None,
+        xla=xla,
+        seed=seed,
+    )

@@ -22,6 +22,7 @@ import pandas as pd
 
 from workflow_scripts import report_figures as figures
 from workflow_scripts.checkpoint import retire_checkpoints
+from workflow_scripts.report_contents import TABLES, TARGET_FIGURES, TARGET_TABLES
 from workflow_scripts.report_tables import (
     MIN_SEEDS_TO_JUDGE,
     Grid,
@@ -38,60 +39,11 @@ from workflow_scripts.report_tables import (
     optimizer_table,
     ordered,
     policy_table,
-    require_complete,
     results_table,
     split_table,
 )
 from workflow_scripts.stage import InputError, log, run
 
-# CSV name -> title and what a row is. Tables 2-8 have one row per target or per target x
-# architecture (x policy); the paper's numbers are in the paper_* columns.
-TABLES = {
-    "table1_label_counts": ("Table 1. Images per label",
-                            "Images whose only label is this one, and images carrying it in "
-                            "any combination."),
-    "table2_split_sizes": ("Table 2. Images per target and split",
-                           "The paper's 80% training share compares with train + val."),
-    "table3_batches": ("Table 3. Batches per epoch",
-                       "Training batches as the runs counted them: full batches only (the "
-                       "few images left over wait for a later epoch's shuffle), where the "
-                       "paper's last batch held the remainder; test batches = ceil(test "
-                       "images / batch size)."),
-    "table4_optimizers": ("Table 4. Optimizer settings",
-                          "As configured (defaults with the target's overrides); decay is "
-                          "the time_decay policy's lr / (1 + decay x step)."),
-    "table5_results": ("Table 5. Results per target, architecture and policy",
-                       "Means over seeds. Test metrics at threshold 0.5; AUROC with its "
-                       "interval over seeds and test patients. The "
-                       "paper reports training accuracy: compare its column with "
-                       "train accuracy (last epoch)."),
-    "table6_architectures": ("Table 6. Architectures",
-                             "Over all runs of the architecture (every policy and seed): time "
-                             "per epoch, throughput, mean metrics, and the policy with the "
-                             "best mean AUROC. The paper's times are hours per epoch on its "
-                             "hardware."),
-    "table7_policies": ("Table 7. Policies against the baselines",
-                        "Mean ± sd across seeds. AUROC difference to each baseline: mean over "
-                        "seeds of the paired difference on the same test images, with its "
-                        "interval over seeds and test patients and its p-value, raw and "
-                        "adjusted for multiplicity over every comparison of the target; "
-                        "beyond noise = adjusted p-value at most 1 - level, left empty with "
-                        "fewer than 3 seeds. Epochs (median and mean) and device time (mean) "
-                        "until the validation accuracy first matched the baseline's best, over "
-                        "the seeds that got there."),
-    "table8_clr_parameters": ("Table 8. Cyclical learning-rate parameters",
-                              "Bounds as the runs used them (from the config or the LR "
-                              "finder); step size = half a cycle, in optimizer steps and in "
-                              "epochs. For one_cycle, base_lr is its starting LR, max_lr / "
-                              "div_factor. The LR finder's rule and its check's verdict: a "
-                              "configured rule whose pick failed a check is replaced by the "
-                              "fallback rule, and the verdict says why."),
-    "missing_runs": ("Missing runs", "Configured runs without outputs, left out of this report "
-                     "(report.allow_missing)."),
-}
-TARGET_TABLES = tuple(TABLES)
-TARGET_FIGURES = ("lr_schedules", "lr_finder", "validation_curves", "accuracy_vs_device_time",
-                  "roc_curves", "auroc_by_policy")
 DEVICE_TIME_COLUMNS = ("device_seconds", "device_seconds_per_epoch")
 COUNT_COLUMNS = ("seeds", "runs", "seed", "epochs", "step_size", "images", "batch",
                  "positives", "negatives", "patients", "train", "val", "test", "single_label")
@@ -108,7 +60,6 @@ class ReportSettings:
     samples: int = 1000
     level: float = 0.95
     multiplicity: str = "fdr_bh"
-    allow_missing: bool = False
     source: str = "nih"
 
     @property
@@ -151,18 +102,18 @@ def read_lr_finder(paths):
     return results
 
 
-def build_target_report(target, *, runs_root, settings, train_settings, label_counts,
+def build_target_report(target, *, run_folders, settings, train_settings, label_counts,
                         split_summary, lr_finder_paths=()):
     """Every table and figure of one target from its runs (see the module docstring).
 
-    `train_settings` maps each target to its training settings (config `train` with the
-    target's overrides); `lr_finder_paths` are the target's LR-finder JSON files, if any ran.
-    Raises InputError listing missing runs unless `settings.allow_missing`.
+    `run_folders` are the target's run folders the report reads (its inputs: with
+    report.allow_missing only those that exist); `train_settings` maps each target to its
+    training settings (config `train` with the target's overrides); `lr_finder_paths` are the
+    target's LR-finder JSON files, if any ran.
     """
     grid = settings.grid
-    missing = missing_runs(runs_root, grid, [target])
-    require_complete(missing, runs_root, settings.allow_missing)
-    runs = load_target_runs(runs_root, target, grid)
+    runs, found = load_target_runs(run_folders, target, grid)
+    missing = missing_runs(found, grid, target)
     baselines = settings.present_baselines
     auroc, differences = auroc_statistics(runs, baselines, settings.samples, settings.level)
     differences = judge_differences(differences, settings.multiplicity, settings.level,
@@ -627,7 +578,6 @@ def report_settings(params):
         samples=int(params.metrics["bootstrap_samples"]),
         level=float(params.metrics["ci_level"]),
         multiplicity=params.report["multiplicity"],
-        allow_missing=bool(params.report["allow_missing"]),
         source=params.source)
 
 
@@ -635,7 +585,8 @@ def write_target(snakemake):
     settings = report_settings(snakemake.params)
     target = snakemake.wildcards.target
     report = build_target_report(
-        target, runs_root=snakemake.params.runs, settings=settings,
+        target, run_folders=sorted({Path(path).parent for path in snakemake.input.runs}),
+        settings=settings,
         train_settings=snakemake.params.train_settings,
         label_counts=pd.read_csv(snakemake.input.label_counts),
         split_summary=pd.read_csv(snakemake.input.split_summary),

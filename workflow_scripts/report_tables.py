@@ -16,41 +16,36 @@ multiplicity over every comparison of the target (`judge_differences`), is at mo
 with fewer than MIN_SEEDS_TO_JUDGE seeds nothing is judged.
 """
 
-import json
 import math
 import zlib
 from dataclasses import dataclass, field
 from functools import cache
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 import yaml
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.labels import ANY_DISEASE, NO_FINDING
-from workflow_scripts.metrics import BOOTSTRAP_BLOCK
+from workflow_scripts.metrics import patient_draws, weighted_aurocs
 from workflow_scripts.policies import extra_parameters, lr_bounds
+from workflow_scripts.runs import (
+    FILES,
+    HISTORY_COLUMNS,
+    METRIC_NUMBERS,
+    SETTING_KEYS,
+    read_history,
+    read_lr,
+    read_metrics,
+    read_predictions,
+)
 from workflow_scripts.stage import InputError
 
-RUN_FILES = ("history.csv", "lr.csv", "predictions.parquet", "metrics.json")
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "auroc", "val_loss", "val_accuracy",
-                   "val_auroc", "lr", "seconds", "steps")
-PREDICTION_COLUMNS = ("image_index", "patient_id", "label", "score")
-METRIC_NUMBERS = ("accuracy", "sensitivity", "specificity", "f1", "auroc", "auroc_ci_low",
-                  "auroc_ci_high", "epochs", "train_seconds", "images_per_second",
-                  "device_seconds", "gpus", "train_accuracy", "best_val_accuracy", "n_train",
-                  "n_val", "n_test")
-SETTING_KEYS = ("batch_size", "steps_per_epoch", "optimizer", "momentum", "schedule")
 # Fewer seeds than this make no significance call: the seeds' variance is the larger part of
 # a comparison's noise, and two seeds estimate it with one degree of freedom.
 MIN_SEEDS_TO_JUDGE = 3
-SHOWN_MISSING = 30  # missing runs named in an error message; the rest are counted
 LR_POINTS = 2000  # learning rates kept per run for the schedule figure
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
 
@@ -78,119 +73,13 @@ class Grid:
                 if policy not in self.shared_runs(target) for seed in self.seeds]
 
 
-def run_folder(runs_root, target, arch, policy, seed):
-    return Path(runs_root) / target / arch / policy / f"seed{seed}"
-
-
-def missing_runs(runs_root, grid, targets=None):
-    """Configured runs lacking an output file: target, arch, policy, seed, missing (file names)."""
-    rows = []
-    for target, arch, policy, seed in grid.run_keys(targets):
-        folder = run_folder(runs_root, target, arch, policy, seed)
-        absent = [name for name in RUN_FILES if not (folder / name).is_file()]
-        if absent:
-            rows.append({"target": target, "arch": arch, "policy": policy, "seed": seed,
-                         "missing": " ".join(absent)})
-    return pd.DataFrame(rows, columns=["target", "arch", "policy", "seed", "missing"])
-
-
-def require_complete(missing, runs_root, allow_missing):
-    """Raise InputError listing the missing runs, unless `allow_missing` (report.allow_missing)."""
-    if allow_missing or missing.empty:
-        return
-    listed = [f"{run_folder(runs_root, row.target, row.arch, row.policy, row.seed)} "
-              f"(no {row.missing})" for row in missing.head(SHOWN_MISSING).itertuples()]
-    more = len(missing) - len(listed)
-    raise InputError(
-        f"{len(missing)} configured run(s) have no outputs:\n  " + "\n  ".join(listed)
-        + (f"\n  ... and {more} more" if more > 0 else "")
-        + "\nRun the workflow to train them, or set report.allow_missing: true to report only "
-        "the runs that finished (the report then lists the missing ones).")
-
-
-# --- reading one run ---------------------------------------------------------------------
-
-def read_metrics(path):
-    """metrics.json of one run, checked for the keys the report reads."""
-    try:
-        metrics = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path}: not a readable JSON file ({error}). Delete the run's folder "
-                         "and rerun its training.") from error
-    if not isinstance(metrics, dict):
-        raise InputError(f"{path}: expected a JSON object, got {type(metrics).__name__}. Delete "
-                         "the run's folder and rerun its training.")
-    settings = metrics.get("settings")
-    absent = [key for key in (*METRIC_NUMBERS, "device", "settings") if key not in metrics]
-    if isinstance(settings, dict):
-        absent += [f"settings.{key}" for key in SETTING_KEYS if key not in settings]
-        if "schedule" in settings and not isinstance(settings["schedule"], dict):
-            absent.append("settings.schedule (an object)")
-    elif "settings" not in absent:
-        absent.append("settings (an object)")
-    not_numbers = [key for key in METRIC_NUMBERS if key in metrics and (
-        isinstance(metrics[key], bool) or not isinstance(metrics[key], Real)
-        or not math.isfinite(metrics[key]))]
-    if absent or not_numbers:
-        problems = ([f"lacks {', '.join(absent)}"] if absent else []) + (
-            [f"has non-numeric {', '.join(not_numbers)}"] if not_numbers else [])
-        raise InputError(f"{path}: malformed run metrics: {'; '.join(problems)}. It was written "
-                         "by another version of the train stage or damaged; delete the run's "
-                         "folder and rerun its training.")
-    return metrics
-
-
-def unreadable(path, error):
-    return InputError(f"{path}: unreadable ({error}). Delete the run's folder and rerun its "
-                      "training.")
-
-
-def require_columns(path, table, columns):
-    """InputError unless the Arrow `table` has rows and every one of `columns`."""
-    absent = [column for column in columns if column not in table.column_names]
-    if table.num_rows == 0 or absent:
-        problem = "is empty" if table.num_rows == 0 else f"lacks column(s) {', '.join(absent)}"
-        raise InputError(f"{path}: the run's file {problem}. The run was interrupted or written "
-                         "by another version; delete the run's folder and rerun its training.")
-
-
-def read_numeric_csv(path, columns):
-    """The `columns` of a CSV file as float64 arrays (empty cells and nan as NaN)."""
-    try:
-        table = pa_csv.read_csv(path)
-    except pa.ArrowInvalid as error:
-        if "Empty CSV file" not in str(error):
-            raise unreadable(path, error) from error
-        table = pa.table({})
-    except OSError as error:
-        raise unreadable(path, error) from error
-    require_columns(path, table, columns)
-    arrays = {}
-    for column in columns:
-        values = table.column(column)
-        if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
-                or pa.types.is_null(values.type)):
-            raise InputError(f"{path}: column {column!r} holds non-numbers ({values.type}). "
-                             "Delete the run's folder and rerun its training.")
-        arrays[column] = values.to_numpy().astype(np.float64)
-    return arrays
-
-
-def read_history(path):
-    return read_numeric_csv(path, HISTORY_COLUMNS)
-
-
-def read_predictions(path):
-    try:
-        table = pq.read_table(path, columns=list(PREDICTION_COLUMNS))
-    except (OSError, pa.ArrowException, ValueError) as error:
-        raise unreadable(path, error) from error
-    require_columns(path, table, PREDICTION_COLUMNS)
-    return table
-
-
-def read_lr(path):
-    return read_numeric_csv(path, ("step", "lr"))
+def missing_runs(found, grid, target):
+    """The trained runs of `target` in `grid` that are not among `found` (keys target, arch,
+    policy, seed): left out of the report with report.allow_missing."""
+    rows = [{"target": t, "arch": arch, "policy": policy, "seed": seed}
+            for t, arch, policy, seed in grid.run_keys([target])
+            if (t, arch, policy, seed) not in found]
+    return pd.DataFrame(rows, columns=["target", "arch", "policy", "seed"])
 
 
 def thinned(arrays, points=LR_POINTS):
@@ -241,24 +130,30 @@ def aligned_scores(predictions, reference, path, reference_path):
     return predictions.column("score").to_numpy().astype(np.float64)[order]
 
 
-def load_target_runs(runs_root, target, grid):
-    """Every run of `target` in `grid` whose outputs exist (see `missing_runs`); a policy
-    that shares another's runs appears with copies of them (`shared_run_of` names the
-    policy whose runs they are)."""
+def load_target_runs(run_folders, target, grid):
+    """The runs of `target` in `run_folders` (the report's inputs), in the grid's order; a
+    policy that shares another's runs appears with copies of them (`shared_run_of` names the
+    policy whose runs they are). Returns (TargetRuns, the keys of the runs found)."""
+    by_key = {}
+    for folder in map(Path, run_folders):
+        metrics = read_metrics(folder / FILES["metrics"])
+        settings = metrics["settings"]
+        by_key[(settings["target"], settings["arch"], settings["policy"],
+                int(settings["seed"]))] = folder, metrics
     rows, histories, learning_rates, scores = [], [], [], []
     reference = reference_path = None
     with_learning_rates = set()  # arch x policy: one seed's learning rates feed the figure
     sharing = grid.shared_runs(target)
-    for _, arch, trained, seed in grid.run_keys([target]):
-        folder = run_folder(runs_root, target, arch, trained, seed)
-        if not all((folder / name).is_file() for name in RUN_FILES):
+    for key in grid.run_keys([target]):
+        if key not in by_key:
             continue
-        metrics = read_metrics(folder / "metrics.json")
-        history = read_history(folder / "history.csv")
-        predictions = read_predictions(folder / "predictions.parquet")
+        _, arch, trained, seed = key
+        folder, metrics = by_key[key]
+        history = read_history(folder / FILES["history"])
+        predictions = read_predictions(folder / FILES["predictions"])
         if reference is None:
-            reference, reference_path = predictions, folder / "predictions.parquet"
-        run_scores = aligned_scores(predictions, reference, folder / "predictions.parquet",
+            reference, reference_path = predictions, folder / FILES["predictions"]
+        run_scores = aligned_scores(predictions, reference, folder / FILES["predictions"],
                                     reference_path)
         settings = metrics["settings"]
         history["device_seconds"] = np.cumsum(history["seconds"]) * max(metrics["gpus"], 1)
@@ -273,7 +168,7 @@ def load_target_runs(runs_root, target, grid):
             histories.append((key, history))
             if (arch, policy) not in with_learning_rates:
                 with_learning_rates.add((arch, policy))
-                learning_rates.append((key, thinned(read_lr(folder / "lr.csv"))))
+                learning_rates.append((key, thinned(read_lr(folder / FILES["lr"]))))
     key_columns = ["arch", "policy", "seed"]
     runs = pd.DataFrame(rows, columns=[*key_columns, *METRIC_NUMBERS, "device", *SETTING_KEYS,
                                        "folder", "shared_run_of"])
@@ -284,7 +179,7 @@ def load_target_runs(runs_root, target, grid):
         target=target, runs=runs,
         histories=stacked(histories, [*key_columns, *HISTORY_COLUMNS, "device_seconds"]),
         learning_rates=stacked(learning_rates, [*key_columns, "step", "lr"]),
-        test=test, scores=np.vstack(scores) if scores else np.empty((0, 0)))
+        test=test, scores=np.vstack(scores) if scores else np.empty((0, 0))), set(by_key)
 
 
 def stacked(parts, columns):
@@ -306,62 +201,9 @@ def stacked(parts, columns):
     return pd.DataFrame(data, columns=columns)
 
 
-# --- bootstrap -----------------------------------------------------------------------------
+# --- statistics across seeds -------------------------------------------------------------
 
-def patient_draws(n_patients, samples, seed):
-    """Bootstrap resamples of the test patients, in blocks of at most BOOTSTRAP_BLOCK rows:
-    row b holds how often resample b drew each patient (n_patients draws with replacement).
-
-    The counts are stored in the smallest unsigned integer type that holds them (uint8 in
-    practice): the AUROC arithmetic is bound by memory traffic, not by arithmetic.
-    """
-    rng = np.random.default_rng(seed)
-    uniform = np.full(n_patients, 1 / n_patients)
-    blocks = [rng.multinomial(n_patients, uniform, size=min(BOOTSTRAP_BLOCK, samples - start))
-              for start in range(0, samples, BOOTSTRAP_BLOCK)]
-    return [block.astype(np.min_scalar_type(block.max())) for block in blocks]
-
-
-def weighted_aurocs(labels, scores, patient_of_image, draws):
-    """AUROC of every run (rows of `scores`) under every resample (rows of the `draws` blocks).
-
-    An image weighs as much as its patient's draw count. The weighted AUROC is
-    P(score_pos > score_neg) + P(tie) / 2 over weighted pairs, exactly as
-    `metrics.weighted_auroc` computes it (the tests compare), but from the cumulative negative
-    weight below each positive image alone: about ten times faster, which a report over
-    thousands of runs needs. The cumulative weights are float32, exact for whole and half
-    numbers below 2**24; sums over images are float64. Returns an array runs x resamples.
-    """
-    labels = np.asarray(labels).astype(bool)
-    values = np.empty((len(scores), sum(len(block) for block in draws)))
-    for row, run_scores in enumerate(scores):
-        order = np.argsort(run_scores, kind="stable")
-        positive = labels[order]
-        sorted_scores = run_scores[order]
-        negative_scores = sorted_scores[~positive]
-        below = np.searchsorted(negative_scores, sorted_scores[positive], "left")
-        up_to = np.searchsorted(negative_scores, sorted_scores[positive], "right")
-        positive_patients = patient_of_image[order][positive]
-        negative_patients = patient_of_image[order][~positive]
-        column = 0
-        for counts in draws:
-            positive_weights = np.take(counts, positive_patients, axis=1)
-            cumulative = np.zeros((len(counts), len(negative_patients) + 1), np.float32)
-            np.cumsum(np.take(counts, negative_patients, axis=1), axis=1, dtype=np.float32,
-                      out=cumulative[:, 1:])
-            pairs = np.take(cumulative, below, axis=1)
-            if not np.array_equal(below, up_to):  # tied scores count one half
-                pairs += np.take(cumulative, up_to, axis=1)
-                pairs *= 0.5
-            pairs *= positive_weights
-            with np.errstate(invalid="ignore", divide="ignore"):
-                values[row, column:column + len(counts)] = pairs.sum(axis=1, dtype=np.float64) / (
-                    positive_weights.sum(axis=1, dtype=np.float64) * cumulative[:, -1])
-            column += len(counts)
-    return values
-
-
-def mean_over_seeds(values, level):
+def mean_over_seeds(values, level, limits=(-1.0, 1.0)):
     """The mean over seeds of a statistic with its interval, and the p-value of a zero mean.
 
     `values` has one row per seed: column 0 the statistic on the test set, the others on the
@@ -369,7 +211,9 @@ def mean_over_seeds(values, level):
     the seeds' variance over their number, s^2 / n, plus the test set's: the variance of the
     seed mean over the patient resamples. Interval and p-value follow Student's t with
     Welch-Satterthwaite's degrees of freedom: n - 1 where seeds dominate, growing without
-    bound where the test set does. One seed gives the test set's part alone.
+    bound where the test set does. One seed gives the test set's part alone. The interval is
+    clipped to the statistic's `limits` (an AUROC lies in [0, 1], a difference in [-1, 1]):
+    two seeds give one degree of freedom and intervals wider than that.
 
     Returns (mean, interval low, interval high, p-value).
     """
@@ -387,7 +231,8 @@ def mean_over_seeds(values, level):
     error = math.sqrt(variance)
     half_width = float(stats.t.ppf((1 + level) / 2, freedom)) * error
     p_value = float(2 * stats.t.sf(abs(mean) / error, freedom))
-    return mean, mean - half_width, mean + half_width, p_value
+    low, high = np.clip([mean - half_width, mean + half_width], *limits)
+    return mean, float(low), float(high), p_value
 
 
 def target_seed(target):
@@ -421,7 +266,7 @@ def auroc_statistics(target_runs, baselines, samples, level):
     row_of = {(r.arch, r.policy, r.seed): i for i, r in enumerate(runs.itertuples())}
     for (arch, policy), group in runs.groupby(["arch", "policy"], sort=False):
         rows = [row_of[(arch, policy, seed)] for seed in group["seed"]]
-        mean, low, high, _ = mean_over_seeds(values[rows], level)
+        mean, low, high, _ = mean_over_seeds(values[rows], level, limits=(0.0, 1.0))
         auroc_rows.append({"arch": arch, "policy": policy, "seeds": len(rows), "auroc": mean,
                            "auroc_sd": float(values[rows, 0].std(ddof=1)) if len(rows) > 1
                            else math.nan,

@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger("workflow")
@@ -60,3 +61,19 @@ def run(snakemake, stage: Callable[..., object]):
     except InputError as error:
         log.error("%s", error)
         sys.exit(1)
+
+
+@contextmanager
+def atomic_path(path):
+    """A temporary path beside `path` to write to; renamed to `path` when the block ends
+    without an exception, removed otherwise. Nothing half-written ever carries the real name.
+    The temporary name keeps the suffix (`.x.tmp.keras`): some writers insist on it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+

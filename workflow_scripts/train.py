@@ -17,7 +17,6 @@ twice, whatever Snakemake decided about the outputs.
 
 import hashlib
 import json
-import os
 import signal
 import sys
 import time
@@ -38,14 +37,13 @@ from workflow_scripts.input_pipeline import (
     training_dataset,
 )
 from workflow_scripts.metrics import epochs_to_target, summarize_predictions
-from workflow_scripts.models import build_model
+from workflow_scripts.models import compile_model, make_optimizer, new_model
 from workflow_scripts.policies import lr_bounds, schedule_params
+from workflow_scripts.runs import HISTORY_COLUMNS, write_run
 from workflow_scripts.schedules import make_schedule, schedule_values
 from workflow_scripts.stage import InputError, log, run
 
 EXIT_PREEMPTED = 128 + signal.SIGTERM  # what a shell reports for a SIGTERM'd process
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "auroc", "val_loss", "val_accuracy",
-                   "val_auroc", "lr", "seconds", "steps"]
 
 
 def with_lr_finder_bounds(policy, settings, lr_finder_path):
@@ -69,47 +67,6 @@ def with_lr_finder_bounds(policy, settings, lr_finder_path):
         raise InputError(f"{lr_finder_path}: base_lr {filled['base_lr']} is not below max_lr "
                          f"{filled['max_lr']}; set train.base_lr/max_lr explicitly.")
     return filled
-
-
-def make_optimizer(settings, learning_rate):
-    """SGD with momentum (the paper's choice), Adam (its choice for Hernia) or RMSprop."""
-    name = settings["optimizer"]
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=settings["momentum"],
-                                    nesterov=settings["nesterov"])
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate, beta_1=settings["momentum"])
-    return keras.optimizers.RMSprop(learning_rate, momentum=settings["momentum"])
-
-
-def compile_model(model, optimizer, jit_compile, data_loss=False):
-    """Binary cross-entropy, accuracy and AUROC; with `data_loss`, also the cross-entropy
-    alone as a metric (the logged loss adds the head's regularization penalty)."""
-    metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auroc")]
-    if data_loss:
-        metrics.append(keras.metrics.BinaryCrossentropy(name="data_loss"))
-    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=metrics,
-                  jit_compile=jit_compile)
-    return model
-
-
-def augmentation_settings(settings):
-    return settings["augmentation"] if settings["augment"] else None
-
-
-def new_model(arch, image_size, model_settings, train_settings, seed, xla):
-    return build_model(
-        arch, image_size,
-        head=model_settings["head"],
-        dropout=model_settings["dropout"],
-        mobilenet_alpha=model_settings["mobilenet_alpha"],
-        batch_norm_momentum=model_settings["batch_norm_momentum"],
-        weights=model_settings["weights"],
-        weights_dir=model_settings["weights_dir"],
-        augmentation=augmentation_settings(train_settings),
-        xla=xla,
-        seed=seed,
-    )
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -176,20 +133,18 @@ def predict(model, images, data, batch_size):
 
 @dataclass
 class RunResult:
+    """A finished run: its record (see `runs`) and the trained model."""
+
     history: pd.DataFrame
     lr: pd.DataFrame
     predictions: pd.DataFrame
     metrics: dict
     model: keras.Model
 
-    def write(self, *, history, lr, predictions, metrics, model=None):
-        """Write the run's outputs, metrics.json last. The checkpoint stays (see checkpoint)."""
-        if model:
-            self.model.save(model)
-        self.history.to_csv(history, index=False)
-        self.lr.to_csv(lr, index=False)
-        self.predictions.to_parquet(predictions, index=False)
-        write_json(metrics, self.metrics)
+    def write(self, paths):
+        """The run's files at `paths` (name -> path); the checkpoint stays (see checkpoint)."""
+        write_run(paths, history=self.history, lr=self.lr, predictions=self.predictions,
+                  metrics=self.metrics, model=self.model if "model" in paths else None)
 
 
 def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy, seed,
@@ -290,12 +245,6 @@ def request_stop(recorder):
     recorder.stop_requested = True
 
 
-def write_json(path, data):
-    temporary = Path(path).with_name(f".{Path(path).name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-    os.replace(temporary, path)
-
-
 def main(snakemake):
     lr_finder = snakemake.input.get("lr_finder") or None
     result = train_run(
@@ -317,9 +266,7 @@ def main(snakemake):
     )
     if result is None:
         sys.exit(EXIT_PREEMPTED)
-    output = snakemake.output
-    result.write(history=output.history, lr=output.lr, predictions=output.predictions,
-                 metrics=output.metrics, model=output.get("model"))
+    result.write(dict(snakemake.output.items()))
     metrics = result.metrics
     log.info("test accuracy %.4f, AUROC %.4f (%.0f%% CI %.4f-%.4f), %.1f s of training",
              metrics["accuracy"], metrics["auroc"], 100 * metrics["ci_level"],

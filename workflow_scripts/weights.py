@@ -1,17 +1,14 @@
-"""Stage `fetch_weights`: ImageNet weights, downloaded once, on a machine with internet.
+"""Where the ImageNet weight files are: their names, download addresses and local folders.
 
 Compute nodes never download: training reads these files from `model.weights_dir`
-(default resources/weights), and the `fetch_weights` rule is a local rule, so on a cluster
-it runs on the login node before any job needs the files. The names are Keras' own, so a
-file already in ~/.keras/models is found too.
+(default resources/weights), where the `fetch_weights` stage puts them on a machine with
+internet. The names are Keras' own, so a file already in ~/.keras/models is found too.
 """
 
 import os
-import shutil
-import urllib.request
 from pathlib import Path
 
-from workflow_scripts.stage import InputError, log, run
+from workflow_scripts.stage import InputError
 
 DEFAULT_DIR = "resources/weights"
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
@@ -49,27 +46,3 @@ def find_weights(arch, alpha, weights_dir):
         "internet run `snakemake --cores 1 fetch_weights`, or set model.weights_dir to "
         "where the file is."
     )
-
-
-def download(url, path):
-    """Download `url` to `path` through a temporary name, reusing Keras' cached copy."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cached = keras_cache_dir() / path.name
-    temporary = path.with_name(f".{path.name}.part")
-    if cached.is_file():
-        shutil.copyfile(cached, temporary)
-    else:
-        with urllib.request.urlopen(url, timeout=120) as response, open(temporary, "wb") as out:
-            shutil.copyfileobj(response, out)
-    os.replace(temporary, path)
-
-
-def main(snakemake):
-    for path, url in zip(snakemake.output, snakemake.params.urls, strict=True):
-        log.info("fetching %s", url)
-        download(url, path)
-
-
-if __name__ == "__main__":
-    run(snakemake, main)  # noqa: F821 - `snakemake` is injected by the rule's script directive

@@ -82,8 +82,10 @@ def report_one_target(target, results, settings):
     train_settings = {t: {"batch_size": 32, "optimizer": "sgd", "learning_rate": 0.01,
                           "decay": 0.0005, "momentum": 0.9, "base_lr": None, "max_lr": None}
                       for t in settings.grid.targets}
+    run_folders = sorted(path.parent for path in
+                         (results / "runs" / target).glob("*/*/*/metrics.json"))
     report = build_target_report(
-        target, runs_root=results / "runs", settings=settings, train_settings=train_settings,
+        target, run_folders=run_folders, settings=settings, train_settings=train_settings,
         label_counts=pd.read_csv(results / "labels" / "label_counts.csv"),
         split_summary=pd.read_csv(results / "splits" / "summary.csv"),
         lr_finder_paths=sorted((results / "lr_finder" / target).glob("*.json")))

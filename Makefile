@@ -41,4 +41,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python tests/benchmarks/bench_report.py
 
 clean:
-	rm -rf results logs .snakemake report.zip
+	rm -rf results logs benchmarks .snakemake report.zip

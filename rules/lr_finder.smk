@@ -16,6 +16,8 @@ rule lr_finder:
         # Snakemake deletes a failed job's outputs, not its logs.
         curve="logs/lr_finder/{target}/{arch}.curve.csv",
         figure="logs/lr_finder/{target}/{arch}.curve.png",
+    benchmark:
+        "benchmarks/lr_finder/{target}/{arch}.tsv"
     params:
         settings=lambda wildcards: computation_settings(target_settings(wildcards.target, "train")),
         finder=lambda wildcards: target_settings(wildcards.target, "lr_finder"),

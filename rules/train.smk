@@ -10,6 +10,8 @@ rule train:
         **output_files(config["train"]["save_model"]),
     log:
         "logs/train/{target}/{arch}/{policy}/seed{seed}.log",
+    benchmark:
+        "benchmarks/train/{target}/{arch}/{policy}/seed{seed}.tsv"
     params:
         # Not the job's resources: Snakemake reruns a finished job whose params changed.
         settings=lambda wildcards: computation_settings(target_settings(wildcards.target, "train")),

@@ -25,20 +25,19 @@ from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.policies import POLICIES
 from workflow_scripts.report import (
-    TABLES,
-    TARGET_FIGURES,
     ReportSettings,
     build_report,
     build_target_report,
     read_target_report,
-    render_html,
     report_notes,
-    summarize_target,
     write_figures,
     write_tables,
     write_target_report,
 )
+from workflow_scripts.report_contents import TABLES, TARGET_FIGURES
+from workflow_scripts.report_html import render_html
 from workflow_scripts.report_tables import Grid
+from workflow_scripts.report_text import summarize_target
 from workflow_scripts.stage import InputError
 
 TARGETS = ("Effusion", "Pneumothorax")

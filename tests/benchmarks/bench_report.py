@@ -33,12 +33,12 @@ from workflow_scripts.report import (  # noqa: E402
     build_report,
     build_target_report,
     read_target_report,
-    render_html,
     report_notes,
     write_figures,
     write_tables,
     write_target_report,
 )
+from workflow_scripts.report_html import render_html  # noqa: E402
 from workflow_scripts.report_tables import Grid, paper_numbers  # noqa: E402
 
 ARCHITECTURES = ("mobilenet", "densenet121", "alexnet")

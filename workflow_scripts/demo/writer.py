@@ -13,22 +13,18 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from workflow_scripts.demo.metadata import data_entry_csv, official_test_patients, sample_metadata
 from workflow_scripts.demo.rendering import ImageSpec, render_radiograph
 from workflow_scripts.labels import NO_FINDING
-from workflow_scripts.stage import InputError
+from workflow_scripts.stage import atomic_path
 
 METADATA_NAME = "Data_Entry_2017_v2020.csv"
 IMAGES_FOLDER = Path("images_001") / "images"
 TRAIN_VAL_LIST_NAME = "train_val_list.txt"
 TEST_LIST_NAME = "test_list.txt"
 # Everything `make_demo_dataset` writes into its folder.
-OUTPUT_NAMES = (METADATA_NAME, IMAGES_FOLDER.parts[0], TRAIN_VAL_LIST_NAME, TEST_LIST_NAME)
 
-MIN_IMAGES = 200
-PNG_SIZE_RANGE = (32, 1024)
 PNG_COMPRESSION = 1  # higher levels are slower and barely smaller on noisy films
 CHUNK = 50  # images per worker task
 
@@ -45,8 +41,6 @@ def make_demo_dataset(out_dir, *, n_images=3000, png_size=256, seed=0, rgba_frac
     leaves no CSV behind. Returns counts: images, patients, label sets, test/train_val
     images, RGBA images, images whose drawn findings differ from their labels, and seconds.
     """
-    check_parameters(n_images=n_images, png_size=png_size, seed=seed,
-                     rgba_fraction=rgba_fraction, workers=workers)
     start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -75,28 +69,6 @@ def make_demo_dataset(out_dir, *, n_images=3000, png_size=256, seed=0, rgba_frac
                 metadata["drawn_findings"], metadata["label_findings"], strict=True)),
         "seconds": round(time.perf_counter() - start, 2),
     }
-
-
-def check_parameters(*, n_images, png_size, seed, rgba_fraction, workers):
-    """Raise InputError naming the first parameter out of its range, and the fix."""
-    def is_integer(value):
-        return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-    if not is_integer(n_images) or n_images < MIN_IMAGES:
-        raise InputError(f"demo.n_images is {n_images!r}: use an integer of at least "
-                         f"{MIN_IMAGES}, so that every frequent finding has positives.")
-    low, high = PNG_SIZE_RANGE
-    if not is_integer(png_size) or not low <= png_size <= high:
-        raise InputError(f"demo.png_size is {png_size!r}: use an integer from {low} to {high} "
-                         "(pixels per side; the real images are 1024).")
-    if not is_integer(seed) or seed < 0:
-        raise InputError(f"demo.seed is {seed!r}: use a non-negative integer.")
-    if (isinstance(rgba_fraction, bool) or not isinstance(rgba_fraction, int | float)
-            or not 0 <= rgba_fraction < 1):
-        raise InputError(f"demo.rgba_fraction is {rgba_fraction!r}: use a number in [0, 1), "
-                         "e.g. 0.005 (the real data holds a few hundred RGBA images).")
-    if not is_integer(workers) or workers < 1:
-        raise InputError(f"workers is {workers!r}: use a positive integer (processes).")
 
 
 def image_list(names):
@@ -158,6 +130,5 @@ def encode_png(image, *, rgba=False):
 
 
 def write_text_atomically(path, text):
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)

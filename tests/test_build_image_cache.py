@@ -1,8 +1,11 @@
+import io
+
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
-from workflow_scripts.build_image_cache import build_cache, load_cache, resize_area
+from workflow_scripts.build_image_cache import build_cache, decode_gray, load_cache, resize_area
 from workflow_scripts.stage import InputError
 
 
@@ -67,6 +70,62 @@ def test_rgba_and_16_bit_images_become_8_bit_gray(tmp_path):
     array, rows = load_cache(*paths(tmp_path))
     for name in ("rgba.png", "deep.png"):
         assert np.abs(array[rows[name]].astype(int) - gray).max() <= 1, name
+
+
+def png(samples, mode=None):
+    """PNG bytes of `samples` (gray, or RGB/RGBA in RGB order), 8 or 16 bits, or a PIL mode."""
+    if mode:
+        buffer = io.BytesIO()
+        Image.fromarray(samples, mode).save(buffer, format="PNG")
+        return buffer.getvalue()
+    if samples.ndim == 3:  # OpenCV writes BGR(A)
+        samples = samples[:, :, [2, 1, 0, 3][:samples.shape[2]]]
+    return cv2.imencode(".png", samples)[1].tobytes()
+
+
+def expected_gray(samples):
+    """8-bit gray as the cache defines it: high byte of 16-bit samples, BT.601 luma, no alpha."""
+    if samples.dtype == np.uint16:
+        samples = (samples >> 8).astype(np.uint8)
+    if samples.ndim == 2 or samples.shape[2] == 2:
+        return samples if samples.ndim == 2 else samples[:, :, 0]
+    return cv2.cvtColor(np.ascontiguousarray(samples[:, :, :3]), cv2.COLOR_RGB2GRAY)
+
+
+# (channels, bits): every colour type at both depths, but gray+alpha at 16 bits, which
+# neither OpenCV nor PIL writes.
+LAYOUTS = [(1, 8), (1, 16), (2, 8), (3, 8), (3, 16), (4, 8), (4, 16)]
+
+
+@pytest.mark.parametrize(("channels", "bits"), LAYOUTS,
+                         ids=[f"{channels}x{bits}bit" for channels, bits in LAYOUTS])
+def test_every_colour_type_and_depth_becomes_8_bit_gray_exactly(channels, bits):
+    dtype = np.uint16 if bits == 16 else np.uint8
+    rng = np.random.default_rng(channels * bits)
+    samples = rng.integers(0, np.iinfo(dtype).max + 1, (24, 40, channels), dtype=dtype)
+    samples = samples[:, :, 0] if channels == 1 else samples
+    data = png(samples, "LA") if channels == 2 else png(samples)
+    np.testing.assert_array_equal(decode_gray(data), expected_gray(samples))
+
+
+def test_palette_and_one_bit_pngs_decode_as_pil_sees_them():
+    gray = np.tile(np.arange(0, 256, 16, dtype=np.uint8), (16, 1))
+    for mode in ("P", "1"):
+        data = png(np.asarray(Image.fromarray(gray).convert(mode)), mode)
+        reference = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+        assert np.abs(decode_gray(data).astype(int) - reference).max() <= 1, mode
+
+
+def test_damaged_pngs_raise_a_value_error_that_says_why():
+    data = png(np.random.default_rng(2).integers(0, 256, (32, 32), dtype=np.uint8))
+    with pytest.raises(ValueError, match="not a PNG file"):
+        decode_gray(b"GIF89a" + data[6:])
+    with pytest.raises(ValueError, match="truncated or corrupt PNG"):
+        decode_gray(data[:len(data) // 2])
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    with pytest.raises(ValueError, match="truncated or corrupt PNG"):
+        decode_gray(bytes(flipped))
 
 
 def test_missing_and_corrupt_images_are_listed(tmp_path):

@@ -17,6 +17,7 @@ SEEDS = config["seeds"]
 IMAGE_SIZE = config["image_size"]
 CACHE_IMAGES = f"results/cache/{IMAGE_SIZE}/images.npy"
 CACHE_INDEX = f"results/cache/{IMAGE_SIZE}/index.parquet"
+CACHE_SUMMARY = f"results/cache/{IMAGE_SIZE}/summary.json"
 RUN = "results/runs/{target}/{arch}/{policy}/seed{seed}"
 WEIGHTS_DIR = config["model"]["weights_dir"] or DEFAULT_DIR
 ALPHA = config["model"]["mobilenet_alpha"]

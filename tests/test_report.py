@@ -29,6 +29,7 @@ from workflow_scripts.report import (
     ReportSettings,
     build_report,
     build_target_report,
+    read_data_check,
     read_target_report,
     render_html,
     report_notes,
@@ -333,6 +334,22 @@ def test_missing_runs_are_listed_in_the_error(small):
     assert "Effusion/mobilenet/triangular/seed1" in message
     assert "Effusion/mobilenet/constant/seed0 (no lr.csv)" in message
     assert "report.allow_missing" in message
+
+
+def test_the_image_data_check_shows_under_table_1(small):
+    results, info, grid = small
+    settings = settings_for(grid)
+    check = read_data_check(results / "cache" / "64" / "summary.json")
+    page_path = results / "report" / "Effusion" / "report.html"
+    write_target_report(build_small(results, info, settings), page_path, settings, check)
+    page = html.unescape(page_path.read_text())
+    needed = check["splits"]["Effusion"]["needed"]
+    text = (f"The splits need {needed:,} images: {needed:,} found as PNG files and 0 in 0 "
+            f"archive(s); 0 missing and 0 unreadable, excluded; {needed // 200} converted "
+            f"from RGBA to gray. {needed:,} images cached at 64 px")
+    assert page.index(TABLES["table1_label_counts"][0]) < page.index(text) \
+        < page.index(TABLES["table2_split_sizes"][0])
+    assert f"<td>Effusion</td>\n      <td>{needed}</td>\n      <td>{needed}</td>" in page
 
 
 def test_allow_missing_reports_the_runs_that_exist_and_lists_the_others(small):

@@ -205,14 +205,14 @@ def report_notes(settings, missing):
     return notes
 
 
-def write_target_report(report, html_path, settings):
+def write_target_report(report, html_path, settings, data_check=None):
     """report.html, tables/*.csv and figures/*.png in the folder of `html_path`."""
     folder = Path(html_path).parent
     write_tables(report.tables, folder / "tables")
     write_figures(report.figures, folder / "figures")
     title = f"Learning-rate policies on {report.target}"
     Path(html_path).write_text(render_html(title, settings, report.tables, {report.target:
-                                           report.figures}, {}, report.notes))
+                                           report.figures}, {}, report.notes, data_check))
 
 
 def read_target_report(folder):
@@ -458,6 +458,24 @@ def table_block(name, table, drop=()):
             f"CSV: tables/{name}.csv</p>" + html_table(table, drop))
 
 
+def data_check_block(check):
+    """The image cache's data check (build_image_cache's summary.json), under Table 1."""
+    text = (f"The splits need {check['needed']:,} images: {check['found_as_files']:,} found as "
+            f"PNG files and {check['found_in_archives']:,} in {check['archives']} archive(s); "
+            f"{check['missing']:,} missing and {check['unreadable']:,} unreadable, excluded; "
+            f"{check['converted_from_rgba']:,} converted from RGBA to gray. "
+            f"{check['images']:,} images cached at {check['image_size']} px in "
+            f"{check['seconds']:.0f} s.")
+    splits = pd.DataFrame([{"split": name, **counts} for name, counts in check["splits"].items()])
+    return ("<h3>Images</h3><p class=\"caption\">" + html.escape(text)
+            + " Per split, the images it needs and how many are cached:</p>"
+            + splits.to_html(index=False, border=0))
+
+
+def read_data_check(path):
+    return json.loads(Path(path).read_text())
+
+
 def figure_block(name, data, title):
     encoded = base64.b64encode(data).decode("ascii")
     return (f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{encoded}">'
@@ -468,7 +486,8 @@ def rows_of(table, target):
     return table[table["target"] == target] if "target" in table.columns else table
 
 
-def render_html(title, settings, tables, target_figures, overview_figures, notes):
+def render_html(title, settings, tables, target_figures, overview_figures, notes,
+                data_check=None):
     """The report as one HTML document. `tables` hold the rows of every target shown;
     `target_figures` maps each target shown to its figures; `overview_figures` are the
     all-target figures (none in a one-target report)."""
@@ -504,6 +523,8 @@ def render_html(title, settings, tables, target_figures, overview_figures, notes
 
     parts.append('<h2 id="data">Data and settings</h2>')
     parts.append(table_block("table1_label_counts", tables["table1_label_counts"]))
+    if data_check:
+        parts.append(data_check_block(data_check))
     label_figure = overview_figures.get("label_distribution") or (
         target_figures[targets[0]].get("label_distribution") if targets else None)
     if label_figure:
@@ -580,7 +601,8 @@ def write_target(snakemake):
         label_counts=pd.read_csv(snakemake.input.label_counts),
         split_summary=pd.read_csv(snakemake.input.split_summary),
         lr_finder_paths=[p for p in snakemake.input.lr_finder if p.endswith(".json")])
-    write_target_report(report, snakemake.output.html, settings)
+    write_target_report(report, snakemake.output.html, settings,
+                        read_data_check(snakemake.input.cache_summary))
     log.info("%s: %d runs reported, %d missing", target,
              int(report.tables["table5_results"]["seeds"].sum()),
              len(report.tables["missing_runs"]))
@@ -597,7 +619,8 @@ def write_report(snakemake):
     notes = report_notes(settings, tables["missing_runs"])
     Path(snakemake.output.html).write_text(render_html(
         "Learning-rate policies on chest X-rays: comparison report", settings, tables,
-        {report.target: report.figures for report in target_reports}, overview, notes))
+        {report.target: report.figures for report in target_reports}, overview, notes,
+        read_data_check(snakemake.input.cache_summary)))
     log.info("report of %d targets written to %s", len(target_reports), snakemake.output.html)
 
 

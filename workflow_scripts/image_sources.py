@@ -103,7 +103,9 @@ def png_members(archive, wanted):
             with tarfile.open(fileobj=stream, mode="r|", bufsize=READ_SIZE) as tar:
                 for member in tar:
                     position, name = f"member {member.name}", PurePosixPath(member.name).name
-                    if member.isfile() and name.lower().endswith(".png"):
+                    if not (member.isfile() and name.lower().endswith(".png")):
+                        name = None
+                    else:
                         yield name, tar.extractfile(member).read() if name in wanted else None
                     position, name = f"the member after {member.name}", None
         except tarfile.TarError as error:

@@ -2,6 +2,9 @@
 # -> training (target x architecture x policy x seed) -> comparison report.
 from snakemake.utils import min_version, validate
 
+from workflow_scripts.checkpoint import checkpoint_folder
+from workflow_scripts.configuration import SCHEMA, check_config, computation_settings
+
 min_version("9.14.1")
 
 
@@ -12,7 +15,10 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")
+# One line per problem (Snakemake's validate would print the whole schema), then Snakemake's
+# validate for the schema's defaults.
+check_config(config, f"{workflow.basedir}/{SCHEMA}")
+validate(config, SCHEMA)
 
 
 include: "rules/common.smk"

@@ -1,15 +1,11 @@
 import os
 import re
-from types import SimpleNamespace
 
 # Snakemake puts this folder on sys.path, here and in every rule script, so the
 # workflow_scripts package imports in whatever environment a job runs.
-from workflow_scripts.labels import check_targets
-from workflow_scripts.policies import lr_bounds
+from workflow_scripts.policies import lr_bounds, schedule_twin
 from workflow_scripts.weights import DEFAULT_DIR, weight_file, weight_url
 
-check_targets(config["targets"])
-check_targets(config["overrides"], key="overrides")
 TARGETS = config["targets"]
 ARCHITECTURES = config["architectures"]
 POLICIES = config["policies"]
@@ -90,12 +86,53 @@ def imagenet_weights(wildcards):
     return []
 
 
+LR_FINDER = "results/lr_finder/{target}/{arch}"
+
+
 def lr_finder_result(wildcards):
     """The LR-finder bounds a cyclical run needs, unless the config sets them."""
     settings = target_settings(wildcards.target, "train")
     if any(settings[bound] is None for bound in lr_bounds(wildcards.policy)):
-        return f"results/lr_finder/{wildcards.target}/{wildcards.arch}.json"
+        return f"{LR_FINDER}.json".format(target=wildcards.target, arch=wildcards.arch)
     return []
+
+
+def lr_finder_bounds_needed(target):
+    """Whether a configured run of `target` takes its bounds from the LR range test."""
+    settings = target_settings(target, "train")
+    return any(settings[bound] is None for policy in POLICIES for bound in lr_bounds(policy))
+
+
+def lr_finder_results(target):
+    """The LR-finder JSON and curve of `target` per architecture that the report shows: where
+    a run takes its bounds from them, or everywhere with lr_finder.run: always."""
+    if not (lr_finder_bounds_needed(target)
+            or target_settings(target, "lr_finder")["run"] == "always"):
+        return []
+    return [f"{LR_FINDER}{suffix}".format(target=target, arch=arch)
+            for arch in ARCHITECTURES for suffix in (".json", ".csv")]
+
+
+def trained_policy(target, policy):
+    """The configured policy whose run stands for `policy` on `target`: `policy` itself, or
+    another policy that gives the same learning rate at every step (modified_triangular2 is
+    triangular2 while a run ends before its halving restarts). One run serves both."""
+    twin = schedule_twin(policy, target_settings(target, "train"))
+    return twin if twin in POLICIES else policy
+
+
+# Per target: policy -> the configured policy whose run it shares (only the shared ones).
+SHARED_RUNS = {
+    target: {policy: trained_policy(target, policy) for policy in POLICIES
+             if trained_policy(target, policy) != policy}
+    for target in TARGETS
+}
+
+
+def trained_runs(targets=TARGETS):
+    """(target, arch, policy, seed) of every run to train: one per distinct schedule."""
+    return [(target, arch, policy, seed) for target in targets for arch in ARCHITECTURES
+            for policy in POLICIES if policy not in SHARED_RUNS[target] for seed in SEEDS]
 
 
 def run_outputs():
@@ -111,37 +148,23 @@ def run_outputs():
 
 
 def run_metrics(targets=TARGETS):
-    return expand(
-        f"{RUN}/metrics.json",
-        target=targets,
-        arch=ARCHITECTURES,
-        policy=POLICIES,
-        seed=SEEDS,
-    )
+    return [
+        f"{RUN}/metrics.json".format(target=target, arch=arch, policy=policy, seed=seed)
+        for target, arch, policy, seed in trained_runs(targets)
+    ]
 
 
 def report_inputs(wildcards):
-    """What the report of one target reads: label counts, split summary, the LR-finder
-    results its cyclical runs take bounds from, and its run outputs. With
+    """What the report of one target reads: label counts, split summary, its LR-finder
+    results (`lr_finder_results`), and its run outputs. With
     report.allow_missing, only runs (and LR-finder results) that exist, so that reporting
     schedules no training."""
     run_files = [path for name, path in run_outputs().items() if name != "model"]
     runs = [
-        expand(run_files, target=wildcards.target, arch=arch, policy=policy, seed=seed)
-        for arch in ARCHITECTURES
-        for policy in POLICIES
-        for seed in SEEDS
+        expand(run_files, target=target, arch=arch, policy=policy, seed=seed)
+        for target, arch, policy, seed in trained_runs([wildcards.target])
     ]
-    lr_finder = sorted(
-        {
-            lr_finder_result(SimpleNamespace(target=wildcards.target, arch=arch, policy=policy))
-            or ""
-            for arch in ARCHITECTURES
-            for policy in POLICIES
-        }
-        - {""}
-    )
-    lr_finder = [path for json in lr_finder for path in (json, json.replace(".json", ".csv"))]
+    lr_finder = lr_finder_results(wildcards.target)
     if config["report"]["allow_missing"]:
         runs = [files for files in runs if all(os.path.exists(f) for f in files)]
         lr_finder = [path for path in lr_finder if os.path.exists(path)]
@@ -154,10 +177,12 @@ def report_inputs(wildcards):
 
 
 def final_outputs():
+    """Everything a full run makes. LR range tests run where a cyclical run takes its bounds
+    from them (the report's inputs), never just for their figure: a test that finds no usable
+    bounds stops its job."""
     return [
         "results/labels/label_counts.csv",
         "results/splits/summary.csv",
-        *expand("results/lr_finder/{target}/{arch}.png", target=TARGETS, arch=ARCHITECTURES),
         *run_metrics(),
         "results/report/report.html",
     ]

@@ -7,16 +7,23 @@ rule lr_finder:
         cache_index=ancient(CACHE_INDEX),
         weights=imagenet_weights,
     output:
-        curve="results/lr_finder/{target}/{arch}.csv",
-        bounds="results/lr_finder/{target}/{arch}.json",
-        plot="results/lr_finder/{target}/{arch}.png",
+        curve=f"{LR_FINDER}.csv",
+        bounds=f"{LR_FINDER}.json",
+        plot=f"{LR_FINDER}.png",
     log:
-        "logs/lr_finder/{target}/{arch}.log",
+        log="logs/lr_finder/{target}/{arch}.log",
+        # Where a range test that gives no usable bounds leaves its curve and figure:
+        # Snakemake deletes a failed job's outputs, not its logs.
+        curve="logs/lr_finder/{target}/{arch}.curve.csv",
+        figure="logs/lr_finder/{target}/{arch}.curve.png",
     params:
-        settings=lambda wildcards: target_settings(wildcards.target, "train"),
+        settings=lambda wildcards: computation_settings(target_settings(wildcards.target, "train")),
         finder=lambda wildcards: target_settings(wildcards.target, "lr_finder"),
         model=lambda wildcards: target_settings(wildcards.target, "model"),
         image_size=IMAGE_SIZE,
+        # Without usable bounds the job stops only if a run needs them (lr_finder.run: always
+        # also tests targets whose bounds the config sets, to show the verdict).
+        bounds_needed=lambda wildcards: lr_finder_bounds_needed(wildcards.target),
     threads: lambda wildcards: target_settings(wildcards.target, "train")["threads"]
     resources:
         gpu=lambda wildcards: target_settings(wildcards.target, "train")["gpus"],

@@ -13,6 +13,7 @@ REPORT_PARAMS = {
         "seeds": SEEDS,
     },
     "report": config["report"],
+    "shared_runs": SHARED_RUNS,
     "metrics": config["metrics"],
     "source": config["data"]["source"],
 }
@@ -52,7 +53,9 @@ rule report_target:
     params:
         **REPORT_PARAMS,
         runs="results/runs",
-        train_settings={target: target_settings(target, "train") for target in TARGETS},
+        train_settings={
+            target: computation_settings(target_settings(target, "train")) for target in TARGETS
+        },
     conda:
         "../envs/report.yaml"
     script:

@@ -11,12 +11,13 @@ rule train:
     log:
         "logs/train/{target}/{arch}/{policy}/seed{seed}.log",
     params:
-        settings=lambda wildcards: target_settings(wildcards.target, "train"),
+        # Not the job's resources: Snakemake reruns a finished job whose params changed.
+        settings=lambda wildcards: computation_settings(target_settings(wildcards.target, "train")),
         model=lambda wildcards: target_settings(wildcards.target, "model"),
         metrics=config["metrics"],
         image_size=IMAGE_SIZE,
         # Resumable state lives outside the outputs, which Snakemake deletes before a retry.
-        checkpoint="results/checkpoints/{target}/{arch}/{policy}/seed{seed}",
+        checkpoint=checkpoint_folder(RUN),
     threads: lambda wildcards: target_settings(wildcards.target, "train")["threads"]
     resources:
         gpu=lambda wildcards: target_settings(wildcards.target, "train")["gpus"],

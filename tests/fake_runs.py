@@ -10,7 +10,6 @@ the written predictions, so the report's numbers can be checked against them.
 """
 
 import json
-import math
 import zlib
 from pathlib import Path
 
@@ -20,9 +19,8 @@ from sklearn.metrics import roc_auc_score
 
 from workflow_scripts.labels import LABELS
 from workflow_scripts.metrics import bootstrap_auroc_interval, threshold_metrics
+from workflow_scripts.policies import POLICIES, build_policy, schedule_params
 
-POLICIES = ("constant", "time_decay", "triangular", "triangular2", "exp_range",
-            "modified_triangular2", "one_cycle")
 # How well each policy separates the classes (logit shift of positives over negatives).
 DEFAULT_SKILL = {"constant": 1.0, "time_decay": 1.1, "triangular": 1.6, "triangular2": 1.3,
                  "exp_range": 1.2, "modified_triangular2": 1.4, "one_cycle": 1.5}
@@ -36,52 +34,6 @@ LR_FINDER_BOUNDS = {"max_lr": 0.03, "base_lr": 0.0075}
 
 def per_target(value, target):
     return value[target] if isinstance(value, dict) else value
-
-
-def schedule_of(policy, settings, steps_per_epoch, epochs):
-    """The make_schedule parameters of `policy`, as train.py records them in metrics.json."""
-    step_size = max(1, math.floor(settings["step_size_epochs"] * steps_per_epoch + 0.5))
-    cyclical = {"base_lr": settings["base_lr"], "max_lr": settings["max_lr"],
-                "step_size": step_size}
-    return {
-        "constant": {"learning_rate": settings["learning_rate"]},
-        "time_decay": {"learning_rate": settings["learning_rate"], "decay": settings["decay"]},
-        "triangular": cyclical,
-        "triangular2": cyclical,
-        "exp_range": {**cyclical, "gamma": settings["gamma"]},
-        "modified_triangular2": {**cyclical, "reset_cycles": settings["reset_cycles"]},
-        "one_cycle": {"max_lr": settings["max_lr"], "total_steps": steps_per_epoch * epochs,
-                      "div_factor": settings["div_factor"],
-                      "final_div_factor": settings["final_div_factor"],
-                      "pct_start": settings["pct_start"]},
-    }[policy]
-
-
-def learning_rates(policy, schedule, total_steps):
-    """The learning rate at steps 0 .. total_steps - 1 (the formulas of schedules.py)."""
-    step = np.arange(total_steps, dtype=np.float64)
-    if policy == "constant":
-        return np.full(total_steps, schedule["learning_rate"])
-    if policy == "time_decay":
-        return schedule["learning_rate"] / (1 + schedule["decay"] * step)
-    if policy == "one_cycle":
-        initial = schedule["max_lr"] / schedule["div_factor"]
-        final = initial / schedule["final_div_factor"]
-        peak = schedule["pct_start"] * schedule["total_steps"] - 1
-
-        def anneal(start, end, fraction):
-            return end + (start - end) / 2 * (1 + np.cos(np.pi * np.clip(fraction, 0, 1)))
-
-        return np.where(step <= peak, anneal(initial, schedule["max_lr"], step / peak),
-                        anneal(schedule["max_lr"], final,
-                               (step - peak) / (schedule["total_steps"] - 1 - peak)))
-    cycle = np.floor(1 + step / (2 * schedule["step_size"]))
-    wave = np.maximum(0, 1 - np.abs(step / schedule["step_size"] - 2 * cycle + 1))
-    scale = {"triangular": np.ones_like(cycle), "triangular2": 2.0 ** -(cycle - 1),
-             "exp_range": schedule.get("gamma", 1.0) ** step,
-             "modified_triangular2": 2.0 ** -((cycle - 1) % schedule.get("reset_cycles", 3)),
-             }[policy]
-    return schedule["base_lr"] + (schedule["max_lr"] - schedule["base_lr"]) * wave * scale
 
 
 def fake_test_set(target, n_images, seed=0):
@@ -119,8 +71,8 @@ def write_run(folder, *, target, arch, policy, seed, test, skill, epochs, steps_
     labels = test["label"].to_numpy()
     logits = skill * (2 * labels - 1) + rng.normal(0, 1.6, len(labels))
     scores = (1 / (1 + np.exp(-logits))).astype(np.float32)
-    schedule = schedule_of(policy, settings, steps_per_epoch, epochs)
-    lrs = learning_rates(policy, schedule, steps_per_epoch * epochs)
+    schedule = schedule_params(policy, settings, steps_per_epoch, epochs)
+    lrs = build_policy(policy, **schedule)(np.arange(steps_per_epoch * epochs, dtype=np.float64))
     seconds = SECONDS_PER_EPOCH.get(arch, 2.0) * rng.uniform(0.95, 1.05, epochs)
     at_half = threshold_metrics(labels, scores, 0.5)
     history = fake_history(rng, epochs, at_half["accuracy"], skill, lrs, steps_per_epoch, seconds)
@@ -157,17 +109,24 @@ def write_run(folder, *, target, arch, policy, seed, test, skill, epochs, steps_
 def write_lr_finder(folder, target, arch, rule="min_loss"):
     """results/lr_finder/{target}/{arch}.csv and .json as the lr_finder stage writes them."""
     lrs = np.geomspace(1e-7, 1.0, 60)
-    loss = 0.7 - 0.2 / (1 + np.exp(-3 * (np.log10(lrs) + 3.5))) + 2.0 * lrs ** 2
-    curve = pd.DataFrame({"step": np.arange(len(lrs)), "lr": lrs, "loss": loss,
-                          "smoothed_loss": pd.Series(loss).ewm(alpha=0.2).mean()})
-    best = int(np.argmin(curve["smoothed_loss"]))
+    data_loss = 0.7 - 0.2 / (1 + np.exp(-3 * (np.log10(lrs) + 3.5))) + 2.0 * lrs ** 2
+    penalty = 3.0 - 2.0 * lrs
+    curve = pd.DataFrame({"step": np.arange(len(lrs)), "lr": lrs, "loss": data_loss + penalty,
+                          "data_loss": data_loss, "penalty": penalty,
+                          "smoothed_data_loss": pd.Series(data_loss).ewm(alpha=0.2).mean(),
+                          "centred_data_loss": pd.Series(data_loss).rolling(
+                              5, center=True, min_periods=1).mean()})
+    best = int(np.argmin(curve["centred_data_loss"]))
     picked = {"max_lr": LR_FINDER_BOUNDS["max_lr"], "base_lr": LR_FINDER_BOUNDS["base_lr"],
-              "lr": float(lrs[best]), "step": best}
-    summary = {"target": target, "arch": arch, "rule": rule, **picked,
-               "suggestions": {name: dict(picked) for name in ("min_loss", "steepest", "valley")},
-               "stopped_early": False, "stop_reason": "all 60 steps ran, up to lr 1",
-               "steps_run": len(lrs), "sweep": {"min_lr": 1e-7, "max_lr": 1.0, "num_steps": 60,
-                                                "beta": 0.98, "stop_factor": 4}}
+              "lr": LR_FINDER_BOUNDS["max_lr"], "step": best}
+    summary = {"target": target, "arch": arch, "rule": rule, "configured_rule": rule,
+               "fallback_used": False, "verdict": f"{rule} passed every check", **picked,
+               "suggestions": {name: {**picked, "passed": True, "problems": []}
+                               for name in ("min_loss", "steepest", "valley")},
+               "stopped_early": True, "stop_reason": "the smoothed data loss exceeded 4 x its "
+               "best", "steps_run": len(lrs), "sweep": {"min_lr": 1e-7, "max_lr": 1.0,
+                                                       "num_steps": 60, "beta": 0.98,
+                                                       "stop_factor": 4}}
     folder.mkdir(parents=True, exist_ok=True)
     curve.to_csv(folder / f"{arch}.csv", index=False)
     (folder / f"{arch}.json").write_text(json.dumps(summary, indent=2))

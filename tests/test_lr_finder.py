@@ -1,6 +1,6 @@
-"""The LR range test: the sweep, early stopping, restored state, and the three rules."""
+"""The LR range test: the sweep, the data loss apart from the penalty, early stopping on
+divergence, and restored state."""
 
-import json
 import math
 
 import keras
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from workflow_scripts.lr_finder import RULES, LRFinderResult, find_lr, suggest
+from workflow_scripts.lr_finder import CURVE_COLUMNS, LRFinderResult, find_lr
 from workflow_scripts.schedules import make_schedule
 
 
@@ -56,10 +56,13 @@ def test_sweep_diverges_stops_early_and_restores_the_model(jit_compile):
 
     assert isinstance(result, LRFinderResult)
     curve = result.curve
-    assert list(curve.columns) == ["step", "lr", "loss", "smoothed_loss"]
+    assert list(curve.columns) == list(CURVE_COLUMNS)
     assert result.stopped_early and "exceeded 4 x its best" in result.stop_reason
     assert len(curve) < 200
-    last, earlier = curve["smoothed_loss"].iloc[-1], curve["smoothed_loss"].iloc[:-1]
+    # No penalty in this model: the data loss is the loss.
+    np.testing.assert_array_equal(curve["data_loss"], curve["loss"])
+    assert (curve["penalty"] == 0).all()
+    last, earlier = curve["smoothed_data_loss"].iloc[-1], curve["smoothed_data_loss"].iloc[:-1]
     assert last > 4 * earlier.min() and np.all(earlier <= 4 * earlier.cummin())
     assert curve["step"].tolist() == list(range(len(curve)))
     assert curve["lr"].iloc[0] == pytest.approx(1e-5)
@@ -73,24 +76,37 @@ def test_sweep_diverges_stops_early_and_restores_the_model(jit_compile):
     assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
 
 
-def test_min_loss_suggestion_is_at_the_smoothed_minimum():
+def test_the_online_average_follows_its_formula_with_bias_correction():
     result = find_lr(small_model(), regression_data(), min_lr=1e-5, max_lr=10.0, num_steps=200)
-    curve = result.curve
-    at_minimum = curve.loc[curve["smoothed_loss"].idxmin()]
-    chosen = result.suggestions["min_loss"]
-    assert chosen["step"] == at_minimum["step"]
-    assert chosen["lr"] == chosen["max_lr"] == pytest.approx(at_minimum["lr"])
-    assert chosen["base_lr"] == pytest.approx(chosen["max_lr"] / 4)
-    # On this problem the loss falls over decades of LR before it diverges: the cautious
-    # rules pick smaller rates than the minimum.
-    assert result.suggestions["steepest"]["lr"] < chosen["lr"]
-    assert result.suggestions["valley"]["lr"] < chosen["lr"]
-    # The smoothing follows the stated formula with bias correction.
     beta, average = 0.98, 0.0
-    for step, loss in enumerate(curve["loss"].iloc[:20]):
+    for step, loss in enumerate(result.curve["data_loss"].iloc[:20]):
         average = beta * average + (1 - beta) * loss
         expected = average / (1 - beta ** (step + 1))
-        assert curve["smoothed_loss"].iloc[step] == pytest.approx(expected)
+        assert result.curve["smoothed_data_loss"].iloc[step] == pytest.approx(expected)
+
+
+def penalized_model(data_loss_metric=True):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8,)),
+        keras.layers.Dense(16, activation="relu",
+                           kernel_regularizer=keras.regularizers.L2(0.5)),
+        keras.layers.Dense(1),
+    ])
+    metrics = [keras.metrics.MeanSquaredError(name="data_loss")] if data_loss_metric else []
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", metrics=metrics)
+    return model
+
+
+def test_the_penalty_is_recorded_apart_from_the_data_loss():
+    result = find_lr(penalized_model(), regression_data(), min_lr=1e-5, max_lr=1e-2,
+                     num_steps=20)
+    curve = result.curve
+    assert (curve["penalty"] > 1).all(), "L2 of 0.5 on a 16 x 8 kernel is far above 1"
+    np.testing.assert_allclose(curve["data_loss"] + curve["penalty"], curve["loss"],
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="regularization penalty.*no metric named 'data_loss'"):
+        find_lr(penalized_model(data_loss_metric=False), regression_data(), num_steps=5)
 
 
 def test_a_complete_sweep_ends_at_max_lr_over_a_repeated_dataset():
@@ -99,17 +115,6 @@ def test_a_complete_sweep_ends_at_max_lr_over_a_repeated_dataset():
     assert not result.stopped_early and result.stop_reason.startswith("all 30 steps ran")
     assert len(result.curve) == 30
     assert result.curve["lr"].iloc[-1] == pytest.approx(1e-3)
-    assert set(result.suggestions) == set(RULES)
-
-
-def test_sweep_length_in_epochs_counts_the_batches():
-    data = regression_data(batches=4)
-    assert len(find_lr(small_model(), data, max_lr=1e-3).curve) == 4  # one epoch
-    assert len(find_lr(small_model(), data, max_lr=1e-3, epochs=0.25).curve) == 3  # minimum
-    assert len(find_lr(small_model(), data, max_lr=1e-3, epochs=2.5).curve) == 10
-    unknown_length = data.filter(lambda x, y: True)
-    assert int(unknown_length.cardinality()) == tf.data.UNKNOWN_CARDINALITY
-    assert len(find_lr(small_model(), unknown_length, max_lr=1e-3, epochs=2).curve) == 8
 
 
 def test_a_non_finite_loss_stops_the_sweep():
@@ -124,73 +129,6 @@ def test_a_non_finite_loss_stops_the_sweep():
     assert result.stopped_early and result.stop_reason.startswith("the loss became")
     assert not math.isfinite(result.curve["loss"].iloc[-1])
     assert np.all(np.isfinite(result.curve["loss"].iloc[:-1]))
-    assert math.isfinite(result.suggestions["min_loss"]["max_lr"])
-
-
-def test_to_json_dict_puts_the_chosen_rule_on_top():
-    result = find_lr(small_model(), regression_data(), min_lr=1e-5, max_lr=10.0, num_steps=200)
-    summary = json.loads(json.dumps(result.to_json_dict("valley")))
-    assert summary["rule"] == "valley"
-    assert summary["max_lr"] == result.suggestions["valley"]["max_lr"]
-    assert summary["base_lr"] == result.suggestions["valley"]["base_lr"]
-    assert set(summary["suggestions"]) == set(RULES)
-    assert summary["stopped_early"] is True and summary["steps_run"] == len(result.curve)
-    assert summary["sweep"]["min_lr"] == 1e-5 and summary["sweep"]["num_steps"] == 200
-    with pytest.raises(ValueError, match="min_loss, steepest, valley"):
-        result.to_json_dict("median")
-
-
-def synthetic_curve():
-    """Plateau (slightly rising), a fall with one noisy blip, then a rise: 101 steps."""
-    steps = np.arange(101)
-    lrs = 1e-7 * 10 ** (7 * steps / 100)
-    smoothed = np.empty(101)
-    smoothed[:40] = 1.0 + 1e-4 * steps[:40]
-    # Falls fastest at step 55 (a logistic in the step, so in log LR).
-    smoothed[40:81] = 1.0 - 0.8 / (1 + np.exp(-(steps[40:81] - 55) / 4))
-    smoothed[72] = smoothed[71] + 0.01
-    smoothed[81:] = smoothed[80] + 0.05 * (steps[81:] - 80)
-    loss = smoothed + 0.01 * np.sin(steps)
-    return pd.DataFrame({"step": steps, "lr": lrs, "loss": loss, "smoothed_loss": smoothed})
-
-
-def test_rules_on_a_known_curve():
-    curve = synthetic_curve()
-    lr_of = dict(zip(curve["step"], curve["lr"], strict=True))
-    minimum = suggest(curve, "min_loss")
-    assert minimum["step"] == 80 and minimum["max_lr"] == lr_of[80]
-    steepest = suggest(curve, "steepest")
-    assert steepest["step"] in (54, 55, 56)
-    # Longest decreasing run: the plateau's last point (39) down to the minimum (80), the
-    # blip at 72 skipped; its middle is step 59 or 60.
-    valley = suggest(curve, "valley")
-    assert abs(valley["step"] - 59.5) <= 1
-    for chosen in (minimum, steepest, valley):
-        assert chosen["base_lr"] == pytest.approx(chosen["max_lr"] / 4)
-        assert chosen["lr"] == chosen["max_lr"] == lr_of[chosen["step"]]
-        assert isinstance(chosen["step"], int)
-
-
-def test_rules_skip_non_finite_rows_and_the_settling_start():
-    curve = synthetic_curve()
-    curve.loc[90:, ["loss", "smoothed_loss"]] = np.nan
-    curve.loc[2, "smoothed_loss"] = -100.0  # inside the skipped first tenth
-    assert suggest(curve, "min_loss")["step"] == 80
-    assert suggest(curve, "steepest")["step"] in (54, 55, 56)
-    assert suggest(curve.astype({"step": "int32"}), "min_loss")["step"] == 80
-
-
-def test_suggest_rejects_unknown_rules_and_unusable_curves():
-    curve = synthetic_curve()
-    with pytest.raises(ValueError, match="'median'.*min_loss, steepest, valley"):
-        suggest(curve, "median")
-    with pytest.raises(ValueError, match="smoothed_loss"):
-        suggest(curve.drop(columns="smoothed_loss"), "min_loss")
-    two_rows = curve.head(2)
-    with pytest.raises(ValueError, match="2 usable row"):
-        suggest(two_rows, "valley")
-    three_rows = curve.head(3)
-    assert suggest(three_rows, "steepest")["step"] == 1
 
 
 @pytest.mark.parametrize(
@@ -200,15 +138,13 @@ def test_suggest_rejects_unknown_rules_and_unusable_curves():
         ({"min_lr": 0.0}, "min_lr must be positive.*0.0"),
         ({"max_lr": -1.0}, "max_lr.*-1.0"),
         ({"num_steps": 2}, "num_steps must be an integer >= 3, got 2"),
-        ({"num_steps": 10, "epochs": 1}, "either num_steps or epochs"),
-        ({"epochs": 0}, "epochs.*0"),
         ({"beta": 1.0}, r"beta must lie in \[0, 1\).*1.0"),
         ({"stop_factor": 1.0}, "stop_factor must exceed 1.*1.0"),
     ],
 )
 def test_bad_sweep_settings_name_themselves(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        find_lr(small_model(), regression_data(batches=2), **kwargs)
+        find_lr(small_model(), regression_data(batches=2), **{"num_steps": 5, **kwargs})
 
 
 def test_models_the_sweep_cannot_drive_are_refused_untouched():
@@ -233,9 +169,40 @@ def test_models_the_sweep_cannot_drive_are_refused_untouched():
     with pytest.raises(ValueError, match="steps_per_execution=1"):
         find_lr(batched, data, num_steps=5)
 
-    with pytest.raises(ValueError, match="infinite.*num_steps"):
-        find_lr(small_model(), data.repeat(), epochs=1)
     with pytest.raises(ValueError, match="no batches"):
         find_lr(small_model(), data.take(0), num_steps=5)
     with pytest.raises(ValueError, match="tf.data.Dataset"):
         find_lr(small_model(), np.zeros((4, 8)), num_steps=5)
+
+
+@pytest.mark.slow
+def test_the_papers_head_on_a_tiny_target_reads_the_data_loss_and_checks_its_pick(tmp_path):
+    from test_train import schema_config
+    from tiny_data import write_tiny_target
+
+    from workflow_scripts.lr_bounds import CheckSettings
+    from workflow_scripts.lr_finder import run_range_test, summarize, write_curve_and_figure
+
+    split, images, index = write_tiny_target(tmp_path / "data")
+    config = schema_config(train={"batch_size": 16, "threads": 1},
+                           model={"head": "paper", "mobilenet_alpha": 0.25},
+                           lr_finder={"epochs": 3})
+    finder = config["lr_finder"]
+    result = run_range_test(split=split, cache_images=images, cache_index=index,
+                            arch="mobilenet", settings=config["train"], finder=finder,
+                            model_settings=config["model"], image_size=32, target="Effusion")
+    curve = result.curve
+    # The head's L1/L2 penalties dwarf the cross-entropy at initialization.
+    assert curve["penalty"].iloc[0] > 5 * curve["data_loss"].iloc[0]
+    assert 0.3 < curve["data_loss"].iloc[:10].mean() < 1.5
+    curve, summary, choice = summarize(result, finder, CheckSettings.from_config(finder))
+    if choice is None:
+        assert summary["verdict"].startswith("no usable bounds: rule min_loss picked")
+    else:
+        rows = len(curve)
+        assert 0.05 * rows <= curve.index[curve["step"] == choice.chosen.step][0] < 0.95 * rows
+        assert summary["verdict"] in (choice.verdict,)
+    write_curve_and_figure(curve, summary, "Effusion", "mobilenet", tmp_path / "curve.csv",
+                           tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert list(pd.read_csv(tmp_path / "curve.csv").columns)[-1] == "centred_data_loss"

@@ -2,27 +2,33 @@
 
 import json
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflow_scripts.policies import CYCLICAL_POLICIES, POLICIES
-from workflow_scripts.schedules import (
+from workflow_scripts.labels import TARGETS
+from workflow_scripts.policies import (
+    POLICIES,
     SCHEDULE_SETTINGS,
     ExpRange,
     ModifiedTriangular2,
     OneCycle,
     Triangular,
-    make_schedule,
-    policy_parameters,
+    cycles_started,
+    halving_never_restarts,
+    lr_bounds,
+    parameters,
     schedule_params,
-    schedule_values,
+    schedule_twin,
     steps_from_epochs,
 )
+from workflow_scripts.schedules import PolicySchedule, make_schedule, schedule_values
 
 # The paper's Pneumothorax run: 541 batches per epoch, step size 2 epochs, bounds from its
 # LR finder (Table 8), 36 epochs of triangular.
@@ -71,8 +77,8 @@ def test_policy_names_are_the_seven_in_order():
         "modified_triangular2",
         "one_cycle",
     )
-    assert set(CYCLICAL_POLICIES) == set(POLICIES) - {"constant", "time_decay"}
-    assert "learning_rate" not in sum(policy_parameters("one_cycle"), ())
+    assert {p for p in POLICIES if lr_bounds(p)} == set(POLICIES) - {"constant", "time_decay"}
+    assert "learning_rate" not in sum(parameters("one_cycle"), ())
 
 
 def test_constant_is_the_same_at_every_step():
@@ -238,7 +244,7 @@ def test_steps_from_epochs_rounds_and_is_at_least_one():
 @pytest.mark.parametrize("policy", POLICIES)
 def test_schedule_params_picks_exactly_what_each_policy_takes(policy):
     params = schedule_params(policy, PAPER_SETTINGS, steps_per_epoch=541, total_epochs=36)
-    required, optional = policy_parameters(policy)
+    required, optional = parameters(policy)
     assert set(required) <= set(params) <= set(required + optional)
     if "step_size" in params:
         assert params["step_size"] == 1082
@@ -250,7 +256,7 @@ def test_schedule_params_picks_exactly_what_each_policy_takes(policy):
 def test_every_schedule_parameter_comes_from_a_declared_setting():
     from_settings = {"step_size": "step_size_epochs"}
     for policy in POLICIES:
-        required, optional = policy_parameters(policy)
+        required, optional = parameters(policy)
         for name in set(required + optional) - {"total_steps"}:
             assert from_settings.get(name, name) in SCHEDULE_SETTINGS, (policy, name)
     assert set(SCHEDULE_SETTINGS) <= set(PAPER_SETTINGS)
@@ -313,7 +319,7 @@ def test_config_round_trip_keeps_every_value(policy):
     serialized = keras.saving.serialize_keras_object(schedule)
     assert serialized["registered_name"].startswith("clr>")
     deserialized = keras.saving.deserialize_keras_object(json.loads(json.dumps(serialized)))
-    assert type(deserialized) is type(schedule)
+    assert type(deserialized) is PolicySchedule and type(rebuilt) is PolicySchedule
     expected = schedule_values(schedule, 4000)
     np.testing.assert_array_equal(schedule_values(rebuilt, 4000), expected)
     np.testing.assert_array_equal(schedule_values(deserialized, 4000), expected)
@@ -405,10 +411,59 @@ def test_resumed_training_sees_the_learning_rates_of_an_uninterrupted_run(tmp_pa
     )
 
 
-def test_classes_are_exposed_for_direct_use():
-    assert isinstance(make_schedule("triangular", **PNEUMOTHORAX), Triangular)
-    assert isinstance(make_schedule("exp_range", **PNEUMOTHORAX, gamma=0.9), ExpRange)
-    assert isinstance(make_schedule("modified_triangular2", **PNEUMOTHORAX), ModifiedTriangular2)
-    assert isinstance(make_schedule("one_cycle", max_lr=0.1, total_steps=10), OneCycle)
+def test_each_policy_is_one_class_that_evaluates_with_numpy_and_keras_alike():
+    assert isinstance(make_schedule("triangular", **PNEUMOTHORAX).policy, Triangular)
+    assert isinstance(make_schedule("exp_range", **PNEUMOTHORAX, gamma=0.9).policy, ExpRange)
+    assert isinstance(make_schedule("modified_triangular2", **PNEUMOTHORAX).policy,
+                      ModifiedTriangular2)
+    assert isinstance(make_schedule("one_cycle", max_lr=0.1, total_steps=10).policy, OneCycle)
     with pytest.raises(ValueError, match="max_lr"):
         Triangular(base_lr=0.1, max_lr=0.01, step_size=2)
+    steps = np.arange(4000, dtype=np.float64)
+    for policy in POLICIES:
+        schedule = make_schedule(policy, **EXAMPLE_PARAMS[policy])
+        np.testing.assert_allclose(schedule.policy(steps), schedule_values(schedule, 4000),
+                                   rtol=1e-5)
+
+
+def test_the_schema_lists_exactly_the_registered_policies_and_the_targets():
+    schema = yaml.safe_load((Path(__file__).parents[1] / "config" / "schema.yaml").read_text())
+    assert tuple(schema["$defs"]["policy"]["enum"]) == POLICIES
+    assert tuple(schema["$defs"]["target"]["enum"]) == TARGETS
+    assert schema["properties"]["policies"]["default"] == list(POLICIES)
+
+
+@settings(max_examples=60, deadline=None)
+@given(epochs=st.integers(1, 40), step_size_epochs=st.sampled_from([0.3, 0.5, 1, 1.5, 2, 2.5, 3]),
+       reset_cycles=st.integers(1, 4), steps_per_epoch=st.integers(1, 60),
+       policy=st.sampled_from(["modified_triangular2", "exp_range", "time_decay"]))
+def test_a_schedule_twin_gives_the_same_learning_rate_at_every_step(
+        epochs, step_size_epochs, reset_cycles, steps_per_epoch, policy):
+    """schedule_twin decides from the config alone; the schedules themselves agree."""
+    settings_ = {**PAPER_SETTINGS, "epochs": epochs, "step_size_epochs": step_size_epochs,
+                 "reset_cycles": reset_cycles, "gamma": 1.0, "decay": 0.0}
+    twin = schedule_twin(policy, settings_)
+    assert twin is not None or policy == "modified_triangular2"
+    steps = epochs * steps_per_epoch
+    ours = schedule_values(make_schedule(policy, **schedule_params(
+        policy, settings_, steps_per_epoch, epochs)), steps)
+    if twin is not None:
+        theirs = schedule_values(make_schedule(twin, **schedule_params(
+            twin, settings_, steps_per_epoch, epochs)), steps)
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_modified_triangular2_is_triangular2_until_its_halving_restarts():
+    # Every steps-per-epoch count from 1 to 400 against the config-only decision.
+    for epochs in range(1, 30):
+        for step_size_epochs in (0.5, 0.7, 1, 1.25, 2, 2.5):
+            for reset_cycles in (1, 2, 3, 4):
+                restarts_somewhere = any(
+                    cycles_started(epochs, step_size_epochs, steps) > reset_cycles
+                    for steps in range(1, 401))
+                assert halving_never_restarts(epochs, step_size_epochs, reset_cycles) == (
+                    not restarts_somewhere), (epochs, step_size_epochs, reset_cycles)
+    # The paper's grid: 10 and 12 epochs at a step size of 2 epochs are triangular2; 30 are not.
+    assert schedule_twin("modified_triangular2", {**PAPER_SETTINGS, "epochs": 12}) == "triangular2"
+    assert schedule_twin("modified_triangular2", {**PAPER_SETTINGS, "epochs": 13}) is None
+    assert schedule_twin("exp_range", PAPER_SETTINGS) is None

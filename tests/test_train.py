@@ -67,7 +67,14 @@ def test_each_architecture_trains_two_epochs_and_writes_every_output(tmp_path, a
     assert metrics.keys() >= METRICS_CONTRACT
     assert metrics["epochs"] == 2 and metrics["auroc_ci_low"] <= metrics["auroc"]
     assert (out / "model.keras").stat().st_size > 0
-    assert not (tmp_path / "checkpoint").exists(), "the checkpoint goes once outputs exist"
+
+    # The checkpoint of the last epoch stays: a rerun (its outputs deleted by Snakemake)
+    # only evaluates the model it holds, and gets the same predictions.
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    assert len(state["history"]) == 2
+    again = tiny_run(tmp_path, arch, "triangular")
+    assert_same_run(again.history, again.predictions, again.metrics, result.history,
+                    result.predictions, result.metrics, wall_time=True)
 
 
 def test_mixed_precision_trains_the_paper_head(tmp_path):
@@ -86,15 +93,36 @@ def test_mobilenet_learns_the_tiny_task(tmp_path):
     assert result.metrics["auroc"] > 0.8
 
 
+TIMING_METRICS = ("train_seconds", "images_per_second", "device_seconds")
+
+
+def assert_same_run(history, predictions, metrics, expected_history, expected_predictions,
+                    expected_metrics, wall_time=False):
+    """Equal to the last bit; wall-time columns and metrics too where `wall_time`."""
+    drop = [] if wall_time else ["seconds"]
+    pd.testing.assert_frame_equal(history.drop(columns=drop),
+                                  expected_history.drop(columns=drop), check_exact=True)
+    pd.testing.assert_frame_equal(predictions, expected_predictions, check_exact=True)
+    skip = () if wall_time else TIMING_METRICS
+    assert {k: v for k, v in metrics.items() if k not in skip} == \
+        {k: v for k, v in expected_metrics.items() if k not in skip}
+
+
+def read_run(folder):
+    return (pd.read_csv(folder / "history.csv"), pd.read_parquet(folder / "predictions.parquet"),
+            json.loads((folder / "metrics.json").read_text()))
+
+
+# Augmentation and dropout (0.5, paper head) are on, as the schema's defaults have them.
 RUNNER = """
 import sys
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{repo!r}, {tests!r}]  # this checkout's workflow_scripts, not an installed one
 from pathlib import Path
 from test_train import tiny_run, run_paths
 from workflow_scripts.stage import setup_logging
 setup_logging()
 folder = Path({folder!r})
-result = tiny_run(folder, "mobilenet", "triangular2", epochs=4)
+result = tiny_run(folder, "mobilenet", "triangular2", epochs=4, **{resources!r})
 if result is None:
     sys.exit(143)
 (folder / "run").mkdir()
@@ -102,11 +130,20 @@ result.write(**run_paths(folder / "run"))
 """
 
 
-def start_run(folder):
+def start_run(folder, **resources):
     script = folder / "runner.py"
-    script.write_text(RUNNER.format(tests=os.path.dirname(__file__), folder=str(folder)))
-    return subprocess.Popen([sys.executable, str(script)], cwd=os.getcwd(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    script.write_text(RUNNER.format(repo=os.path.dirname(tests), tests=tests,
+                                    folder=str(folder), resources=resources))
+    with open(folder / "runner.log", "w") as output:
+        return subprocess.Popen([sys.executable, str(script)], cwd=os.getcwd(), stdout=output,
+                                stderr=subprocess.STDOUT)
+
+
+def finish(process, folder, timeout=300):
+    """(exit status, output so far) of a runner started in `folder`."""
+    process.wait(timeout=timeout)
+    return process.returncode, (folder / "runner.log").read_text()
 
 
 def wait_for_epochs(folder, epochs, process, timeout=240):
@@ -115,40 +152,44 @@ def wait_for_epochs(folder, epochs, process, timeout=240):
     while time.monotonic() < deadline:
         if state.exists() and len(json.loads(state.read_text())["history"]) >= epochs:
             return
-        assert process.poll() is None, process.stdout.read()
+        assert process.poll() is None, (folder / "runner.log").read_text()
         time.sleep(0.2)
     raise AssertionError(f"no checkpoint of epoch {epochs} within {timeout} s")
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference run, started at once so that it trains alongside the first test."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    return folder, start_run(folder)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_run_resumes_with_the_same_learning_rate_at_every_step(tmp_path, stop):
-    uninterrupted = tmp_path / "uninterrupted"
-    uninterrupted.mkdir()
-    reference = start_run(uninterrupted)
-    interrupted = tmp_path / "interrupted"
-    interrupted.mkdir()
-    first = start_run(interrupted)
-    wait_for_epochs(interrupted, 1, first)
+def test_killed_run_resumed_with_more_time_and_memory_equals_the_uninterrupted_run(
+        tmp_path, uninterrupted, stop):
+    reference_folder, reference = uninterrupted
+    first = start_run(tmp_path)
+    wait_for_epochs(tmp_path, 1, first)
     first.send_signal(stop)
-    output = first.communicate(timeout=120)[0]
-    assert first.returncode in (-signal.SIGKILL, 143), output
+    status, output = finish(first, tmp_path, timeout=120)
+    assert status in (-signal.SIGKILL, 143), output
     if stop == signal.SIGTERM:
         assert "SIGTERM: stopping after the current batch" in output
-    assert not (interrupted / "run").exists()
+    assert not (tmp_path / "run").exists()
 
-    second = start_run(interrupted)
-    output = second.communicate(timeout=300)[0]
-    assert second.returncode == 0, output
+    # What a user does after a TIMEOUT or OUT_OF_MEMORY: the same run with more of both.
+    second = start_run(tmp_path, runtime=60, mem_mb=4000)
+    status, output = finish(second, tmp_path)
+    assert status == 0, output
     assert "resuming after epoch" in output
-    assert reference.wait(timeout=300) == 0
+    status, output = finish(reference, reference_folder)
+    assert status == 0, output
 
-    history = pd.read_csv(interrupted / "run" / "history.csv")
+    history, predictions, metrics = read_run(tmp_path / "run")
     assert history["epoch"].tolist() == [1, 2, 3, 4], "no epoch repeated or missing"
-    resumed_lr = pd.read_csv(interrupted / "run" / "lr.csv")
-    reference_lr = pd.read_csv(uninterrupted / "run" / "lr.csv")
-    pd.testing.assert_frame_equal(resumed_lr, reference_lr)
-    np.testing.assert_array_equal(history["steps"],
-                                  pd.read_csv(uninterrupted / "run" / "history.csv")["steps"])
+    assert_same_run(history, predictions, metrics, *read_run(reference_folder / "run"))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run" / "lr.csv"),
+                                  pd.read_csv(reference_folder / "run" / "lr.csv"))
 
 
 def test_a_cyclical_run_without_bounds_or_lr_finder_result_stops_before_training(tmp_path):

@@ -1,12 +1,17 @@
 """The workflow as Snakemake sees it: config validation, the planned DAG, a local run."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import HEADER
-from workflow_copy import copy_workflow, run_snakemake
+from workflow_copy import copy_workflow, run_snakemake, snakemake_command
 
 RULES = {"demo_dataset", "parse_metadata", "make_split", "split_summary", "build_image_cache",
          "lr_finder", "train", "report_target", "report", "all"}
@@ -44,13 +49,18 @@ def write_config(workflow, text):
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ("targets: [Effusion]\ntrian: {epochs: 2}\n", r"'trian' was unexpected"),
-        ("targets: [Effusion]\ntrain: {epoch: 2}\n", r"'epoch' was unexpected"),
-        ("targets: [Effusion]\ntrain: {epochs: ten}\n", r"'ten' is not of type 'integer'"),
-        ("targets: [Efusion]\n", r"targets: 'Efusion' is not a ChestX-ray14 label"),
-        ("targets: [Effusion]\npolicies: [cyclic]\n", r"'cyclic' is not one of"),
+        ("targets: [Effusion]\ntrian: {epochs: 2}\n",
+         r"trian: unknown key \(did you mean train\?\)"),
+        ("targets: [Effusion]\ntrain: {epoch: 2}\n",
+         r"train\.epoch: unknown key \(did you mean train\.epochs\?\); every key is declared "
+         r"in config/schema\.yaml"),
+        ("targets: [Effusion]\ntrain: {epochs: ten}\n",
+         r"train\.epochs: 'ten' is not of type 'integer' \(see config/schema\.yaml\)"),
+        ("targets: [Efusion]\n", r"targets\[0\]: 'Efusion' is not one of Atelectasis, .* "
+                                  r"\(did you mean 'Effusion'\?\)"),
+        ("targets: [Effusion]\npolicies: [cyclic]\n", r"policies\[0\]: 'cyclic' is not one of"),
         ("targets: [Effusion]\ndata: {source: nih}\n", r"data\.metadata is required"),
-        ("train: {epochs: 2}\n", r"'targets' is a required property"),
+        ("train: {epochs: 2}\n", r"config: 'targets' is a required property"),
     ],
     ids=["unknown-key", "mistyped-nested-key", "wrong-type", "unknown-target",
          "unknown-policy", "nih-without-paths", "no-targets"],
@@ -60,6 +70,14 @@ def test_bad_config_is_rejected_with_the_key_named(workflow, config, expected):
                            check=False)
     assert result.returncode != 0
     assert re.search(expected, result.stdout), result.stdout[-2000:]
+    assert len(result.stdout.splitlines()) < 10, "the problem, not the schema"
+
+
+def test_numbers_inside_a_nested_config_option_are_numbers(workflow):
+    # Snakemake passes them on as text; the schema wants integers.
+    result = run_snakemake(workflow, "-n", "--configfile", "config/test.yaml",
+                           "--config", "train={runtime: 20, mem_mb: 2000, epochs: 3}")
+    assert planned_jobs(result.stdout)["train"] == 2 * 2
 
 
 def test_paper_preset_plans_the_paper_grid(workflow, tmp_path):
@@ -69,8 +87,14 @@ def test_paper_preset_plans_the_paper_grid(workflow, tmp_path):
     data = f"data={{source: nih, metadata: {csv}, images: {tmp_path / 'nih' / 'images'}}}"
     jobs = planned_jobs(run_snakemake(workflow, "-n", "--configfile", "config/paper.yaml",
                                       "--config", data).stdout)
-    assert jobs["train"] == 15 * 3 * 7 * 5
+    # modified_triangular2 is triangular2 wherever a run ends within its three cycles (at most
+    # 12 epochs at a step size of 2): on 10 of the 15 targets one run serves both.
+    assert jobs["train"] == 15 * 3 * 7 * 5 - 10 * 3 * 5
+    # One range test per target and architecture: where Table 8 sets the bounds too, to
+    # show ours beside them (lr_finder.run: always).
+    assert jobs["lr_finder"] == 15 * 3
     assert jobs["make_split"] == 15 and jobs["fetch_weights"] == 1
+    assert jobs["report_target"] == 15 and jobs["report"] == 1
 
 
 @pytest.mark.slow
@@ -83,10 +107,22 @@ def test_local_run_of_the_test_config_end_to_end(workflow):
     metrics = json.loads((results / "runs/Effusion/mobilenet/triangular/seed0/metrics.json")
                          .read_text())
     assert metrics["epochs"] == 2 and 0 <= metrics["auroc"] <= 1
+    # The config sets the bounds; the range test ran anyway (lr_finder.run: always).
+    assert metrics["settings"]["schedule"]["max_lr"] == 0.01
     bounds = json.loads((results / "lr_finder/Effusion/mobilenet.json").read_text())
-    assert metrics["settings"]["schedule"]["max_lr"] == pytest.approx(bounds["max_lr"])
+    assert bounds["configured_rule"] == "min_loss" and bounds["verdict"]
+    table8 = pd.read_csv(results / "report/tables/table8_clr_parameters.csv").dropna(
+        subset=["bounds_from"])  # rows with the paper's numbers alone have none
+    assert set(table8["bounds_from"]) == {"config"}
+    assert table8["lr_finder_check"].notna().all()
+    assert not list((results / "checkpoints").rglob("state.json")), \
+        "the reports retire the checkpoints of the runs they read"
     again = run_snakemake(workflow, "--cores", 2, "--configfile", "config/test.yaml")
     assert "Nothing to be done" in again.stdout
+    # After a TIMEOUT or OUT_OF_MEMORY a user gives the jobs more: nothing finished reruns.
+    more = run_snakemake(workflow, "-n", "--configfile", "config/test.yaml", "--config",
+                         "train={runtime: 30, mem_mb: 3000, threads: 2, gpus: 2}")
+    assert "Nothing to be done" in more.stdout, more.stdout
 
 
 @pytest.mark.slow
@@ -101,3 +137,62 @@ def test_bad_metadata_stops_the_run_with_the_row_and_leaves_no_output(workflow, 
     assert result.returncode != 0
     assert "unknown label 'Efusion' in 'Finding Labels' on line(s) [2]" in result.stdout
     assert not (workflow / "results" / "labels" / "labels.parquet").exists()
+
+
+@pytest.mark.slow
+def test_a_range_test_without_usable_bounds_stops_the_runs_that_need_them(workflow):
+    config = yaml.safe_load((workflow / "config" / "test.yaml").read_text())
+    config["train"].update(base_lr=None, max_lr=None)
+    # A sweep up to 1e-6 teaches the model nothing: the curve is flat.
+    config["lr_finder"].update(run="needed", max_lr=1.0e-6)
+    path = write_config(workflow, yaml.safe_dump(config))
+    result = run_snakemake(workflow, "--cores", 2, "--configfile", path, "--",
+                           "results/runs/Effusion/mobilenet/triangular/seed0/metrics.json",
+                           check=False)
+    assert result.returncode != 0
+    assert re.search(r"LR range test of Effusion, mobilenet: no usable bounds: rule min_loss "
+                     r"picked lr [0-9.e-]+, but .*Fixes: sweep longer", result.stdout)
+    logs = workflow / "logs" / "lr_finder" / "Effusion"
+    assert (logs / "mobilenet.curve.csv").is_file() and (logs / "mobilenet.curve.png").is_file()
+    assert not (workflow / "results" / "lr_finder" / "Effusion" / "mobilenet.json").exists()
+    assert not (workflow / "results" / "runs").exists()
+
+
+# One run of the test config, long enough to be interrupted mid-training.
+ONE_RUN = "results/runs/Effusion/mobilenet/constant/seed0"
+ONE_RUN_ARGS = (f"{ONE_RUN}/metrics.json", "--cores", 1, "--configfile", "config/test.yaml",
+                "--config", "targets=[Effusion]", "policies=[constant]", "train={epochs: 5}")
+
+
+@pytest.mark.slow
+def test_sigint_to_snakemake_during_training_then_the_same_command_trains_no_epoch_twice(
+        workflow):
+    with open(workflow / "first.log", "w") as output:
+        # SIGINT to Snakemake alone, as `kill -INT` or a scheduler sends it (Ctrl-C in a
+        # terminal would reach the job too): Snakemake lets the job finish, then exits with
+        # its outputs marked incomplete, and the rerun deletes them.
+        first = subprocess.Popen(snakemake_command(*ONE_RUN_ARGS), cwd=workflow,
+                                 stdout=output, stderr=subprocess.STDOUT,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        state = workflow / "results/checkpoints/Effusion/mobilenet/constant/seed0/state.json"
+        deadline = time.monotonic() + 600
+        while not (state.exists() and json.loads(state.read_text())["history"]):
+            assert first.poll() is None and time.monotonic() < deadline, \
+                (workflow / "first.log").read_text()
+            time.sleep(0.2)
+        first.send_signal(signal.SIGINT)
+        assert first.wait(timeout=600) != 0
+    assert "Terminating processes on user request" in (workflow / "first.log").read_text()
+    run = workflow / ONE_RUN
+    finished = {path.name: path.read_bytes() for path in run.iterdir()}
+    assert set(finished) == {"history.csv", "lr.csv", "predictions.parquet", "metrics.json"}
+
+    again = run_snakemake(workflow, *ONE_RUN_ARGS)
+    assert "Forced execution" in again.stdout, "Snakemake reran the job it did not commit"
+    log = (workflow / "logs/train/Effusion/mobilenet/constant/seed0.log").read_text()
+    first_attempt, second_attempt = log.split("===== attempt 2")
+    assert len(re.findall(r"INFO epoch \d/5 ", first_attempt)) == 5
+    assert not re.findall(r"INFO epoch \d/5 ", second_attempt), "no epoch trained twice"
+    assert "holds all 5 epochs: evaluating only" in second_attempt
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == finished, \
+        "the outputs of the uninterrupted training, to the byte"

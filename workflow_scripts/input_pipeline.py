@@ -4,6 +4,10 @@ No image is decoded here: a batch is a gather of cache rows (a memcpy), and ever
 (augmentation, scaling) runs in the model on the device. The training order of each epoch is
 a stateless shuffle seeded by (seed, epoch), so a job resumed at epoch k sees exactly the
 batches an uninterrupted job would have seen from epoch k on.
+
+Every training batch is full: an epoch is the `steps_per_epoch` full batches of its shuffle,
+and the few images left over (fewer than a batch) wait for a later epoch's shuffle. A last
+batch of one image would put batch normalization in training mode on a single image.
 """
 
 from dataclasses import dataclass
@@ -87,13 +91,13 @@ def as_batches(positions, images, data):
 
 
 def training_dataset(images, data, batch_size, seed, first_epoch, epochs):
-    """Batches of epochs first_epoch .. epochs-1, each shuffled by (seed, epoch)."""
+    """Full batches of epochs first_epoch .. epochs-1, each shuffled by (seed, epoch)."""
     count = len(data)
 
     def epoch_positions(epoch):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(count, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
 
     positions = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_positions)
     return as_batches(positions, images, data).prefetch(tf.data.AUTOTUNE)
@@ -105,5 +109,10 @@ def evaluation_dataset(images, data, batch_size):
     return as_batches(positions, images, data).prefetch(tf.data.AUTOTUNE)
 
 
-def steps_per_epoch(data, batch_size):
-    return -(-len(data) // batch_size)
+def steps_per_epoch(data, batch_size, target="target"):
+    """Full training batches per epoch (the remainder waits for a later epoch's shuffle)."""
+    if len(data) < batch_size:
+        raise InputError(f"{target}: its training split holds {len(data)} images, fewer than "
+                         f"one batch of {batch_size}; lower train.batch_size for it (under "
+                         f"overrides.{target}.train) or give it more images.")
+    return len(data) // batch_size

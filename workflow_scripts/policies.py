@@ -1,25 +1,422 @@
-"""Names of the learning-rate policies and the bounds each takes from the LR range test.
+"""The learning-rate policies: one class per policy, and the registry that lists them.
 
-Kept apart from `schedules` (which needs Keras) so that the Snakefile can read them without
-loading TensorFlow.
+A policy's learning rate is a pure function of the optimizer's 0-based step counter, so a job
+resumed from a checkpoint continues exactly where it stopped (the step counter is saved with
+the optimizer). Each class declares its `name`, the CLR `bounds` that the LR range test can
+supply, and takes its parameters as keyword arguments; `__call__(step, ops)` is the formula,
+written against `ops` so that it evaluates with NumPy here and with `keras.ops` inside a train
+step (`schedules.make_schedule`). This module needs no TensorFlow: the Snakefile reads the
+registry (which policies need an LR range test, which are the same schedule as another).
+
+Adding a policy is adding one class below; the config schema's `policies` enum must list its
+name too (a test checks that it does).
+
+The cyclical policies follow Smith 2017 ("Cyclical Learning Rates for Training Neural
+Networks", arXiv 1506.01186). With `step_size` the half-cycle length in optimizer steps:
+
+    cycle = floor(1 + step / (2 * step_size))
+    x     = |step / step_size - 2 * cycle + 1|
+    lr    = base_lr + (max_lr - base_lr) * max(0, 1 - x) * scale(cycle, step)
+
+so each cycle starts at `base_lr`, peaks at `base_lr + (max_lr - base_lr) * scale` after
+`step_size` steps and is back at `base_lr` after `2 * step_size` steps.
+
+The paper states step sizes in epochs ("step size 2" = two epochs); `steps_from_epochs` is the
+one place where epochs become optimizer steps, and `schedule_params` turns the workflow's flat
+training settings into a policy's keyword arguments.
 """
 
-POLICIES = (
-    "constant",
-    "time_decay",
-    "triangular",
-    "triangular2",
-    "exp_range",
-    "modified_triangular2",
-    "one_cycle",
-)
+import inspect
+import math
+from abc import ABC, abstractmethod
+from fractions import Fraction
+from numbers import Integral, Real
 
-# Policies whose bounds come from the LR range test; one_cycle takes `max_lr` only.
-CYCLICAL_POLICIES = ("triangular", "triangular2", "exp_range", "modified_triangular2", "one_cycle")
+import numpy as np
+
+from workflow_scripts.stage import InputError
+
+# triangular2 halves its amplitude every cycle. Beyond 64 halvings the amplitude is below
+# float32's resolution of base_lr for any realistic max_lr / base_lr ratio (< 2**40), so the
+# exponent is capped there: 2**-64 stays a normal float32, never 0-division or denormal trouble.
+MAX_HALVINGS = 64.0
+
+REGISTRY = {}  # policy name -> class, in the order the classes are defined
+
+
+def require_real(name, value):
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def require_positive_lr(name, value):
+    value = require_real(name, value)
+    if value <= 0:
+        raise InputError(f"{name} must be a positive learning rate, got {value!r}.")
+    return value
+
+
+def require_integer(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+class Policy(ABC):
+    """A learning-rate policy. Subclasses set `name` (which registers them) and `bounds`."""
+
+    name = None
+    bounds = ()  # of base_lr and max_lr, those the LR range test supplies when unset
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name is not None:
+            REGISTRY[cls.name] = cls
+
+    @abstractmethod
+    def __call__(self, step, ops=np):
+        """The learning rate at float `step` (a number or an array/tensor of them)."""
+
+    def get_config(self):
+        required, optional = parameters(self.name)
+        return {name: getattr(self, name) for name in required + optional}
+
+    @classmethod
+    def same_schedule_as(cls, settings):
+        """The policy that gives this one's learning rate at every step of any run with
+        these training settings, or None."""
+        return None
+
+
+class ConstantLearningRate(Policy):
+    """The paper's baseline: `lr(step) = learning_rate` at every step."""
+
+    name = "constant"
+
+    def __init__(self, learning_rate):
+        self.learning_rate = require_positive_lr("learning_rate", learning_rate)
+
+    def __call__(self, step, ops=np):
+        return ops.ones_like(step) * self.learning_rate
+
+
+class TimeDecay(Policy):
+    """Keras 2's optimizer `decay`: `lr(step) = learning_rate / (1 + decay * step)`.
+
+    Keras 3 optimizers dropped the `decay` argument the paper used (its Table 4); this policy
+    reproduces it. `decay = 0` is a constant learning rate.
+    """
+
+    name = "time_decay"
+
+    def __init__(self, learning_rate, decay):
+        self.learning_rate = require_positive_lr("learning_rate", learning_rate)
+        self.decay = require_real("decay", decay)
+        if self.decay < 0:
+            raise InputError(f"decay must be >= 0, got {decay!r}.")
+
+    def __call__(self, step, ops=np):
+        return self.learning_rate / (1.0 + self.decay * step)
+
+    @classmethod
+    def same_schedule_as(cls, settings):
+        return "constant" if settings["decay"] == 0 else None
+
+
+class CyclicalLearningRate(Policy):
+    """Smith's triangular wave between `base_lr` and `max_lr`, amplitude times `scale`.
+
+    `lr = base_lr + (max_lr - base_lr) * max(0, 1 - x) * scale(cycle, step)` with
+    `cycle = floor(1 + step / (2 * step_size))` and `x = |step / step_size - 2 * cycle + 1|`.
+    Subclasses define `scale`; `step_size` is half a cycle in optimizer steps.
+    """
+
+    bounds = ("base_lr", "max_lr")
+
+    def __init__(self, base_lr, max_lr, step_size):
+        self.base_lr = require_positive_lr("base_lr", base_lr)
+        self.max_lr = require_positive_lr("max_lr", max_lr)
+        if self.base_lr >= self.max_lr:
+            raise InputError(
+                f"base_lr must be below max_lr, got base_lr={base_lr!r} and max_lr={max_lr!r}; "
+                "swap them or rerun the LR finder.")
+        self.step_size = require_real("step_size", step_size)
+        if self.step_size < 1:
+            raise InputError(
+                f"step_size must be at least 1 optimizer step, got {step_size!r}; it is half a "
+                "cycle in steps (steps_from_epochs converts a size given in epochs).")
+
+    @abstractmethod
+    def scale(self, cycle, step, ops):
+        """The amplitude's factor in `cycle` (counted from 1) at `step`."""
+
+    def __call__(self, step, ops=np):
+        cycle = ops.floor(1.0 + step / (2.0 * self.step_size))
+        x = ops.abs(step / self.step_size - 2.0 * cycle + 1.0)
+        wave = ops.maximum(0.0, 1.0 - x)
+        amplitude = self.max_lr - self.base_lr
+        return self.base_lr + amplitude * wave * self.scale(cycle, step, ops)
+
+
+class Triangular(CyclicalLearningRate):
+    """Smith's `triangular`: every cycle peaks at `max_lr` (scale = 1)."""
+
+    name = "triangular"
+
+    def scale(self, cycle, step, ops):
+        return ops.ones_like(cycle)
+
+
+class Triangular2(CyclicalLearningRate):
+    """Smith's `triangular2`: the amplitude halves each cycle, scale = 1 / 2**(cycle - 1).
+
+    Computed as 2**-min(cycle - 1, 64): past 64 halvings the amplitude no longer changes
+    a float32 learning rate, and the cap keeps the power finite after any number of cycles.
+    """
+
+    name = "triangular2"
+
+    def scale(self, cycle, step, ops):
+        return ops.power(2.0, -ops.minimum(cycle - 1.0, MAX_HALVINGS))
+
+
+class ExpRange(CyclicalLearningRate):
+    """Smith's `exp_range`: the amplitude shrinks every step, scale = gamma**step.
+
+    Evaluated as exp(step * ln(gamma)) with ln(gamma) taken in float64 once, so the
+    float32 rounding of `gamma` is not raised to the power `step`; the product underflows
+    to 0 (the wave settles at `base_lr`), never to NaN. `gamma` lies in (0, 1]; gamma = 1
+    is triangular.
+    """
+
+    name = "exp_range"
+
+    def __init__(self, base_lr, max_lr, step_size, gamma):
+        super().__init__(base_lr, max_lr, step_size)
+        self.gamma = require_real("gamma", gamma)
+        if not 0 < self.gamma <= 1:
+            raise InputError(
+                f"gamma must lie in (0, 1], got {gamma!r}; the amplitude is scaled by "
+                "gamma**step (Smith's default is 0.99994).")
+        self.log_gamma = math.log(self.gamma)
+
+    def scale(self, cycle, step, ops):
+        return ops.exp(step * self.log_gamma)
+
+    @classmethod
+    def same_schedule_as(cls, settings):
+        return "triangular" if settings["gamma"] == 1 else None
+
+
+class ModifiedTriangular2(CyclicalLearningRate):
+    """The paper's `modified_triangular2`: triangular2 whose halving restarts.
+
+    scale = 1 / 2**((cycle - 1) mod reset_cycles): with the default `reset_cycles = 3` the
+    cycle peaks are base + A, base + A/2, base + A/4, then base + A again (A = max_lr -
+    base_lr). For the paper's Pneumothorax bounds (0.0075, 0.03) the peaks are 0.03, 0.01875,
+    0.013125, 0.03, ... A run that ends before its halving restarts is triangular2.
+    """
+
+    name = "modified_triangular2"
+
+    def __init__(self, base_lr, max_lr, step_size, reset_cycles=3):
+        super().__init__(base_lr, max_lr, step_size)
+        self.reset_cycles = require_integer("reset_cycles", reset_cycles, minimum=1)
+
+    def scale(self, cycle, step, ops):
+        cycle_in_block = ops.mod(cycle - 1.0, float(self.reset_cycles))
+        return ops.power(2.0, -ops.minimum(cycle_in_block, MAX_HALVINGS))
+
+    @classmethod
+    def same_schedule_as(cls, settings):
+        if halving_never_restarts(settings["epochs"], settings["step_size_epochs"],
+                                  settings["reset_cycles"]):
+            return "triangular2"
+        return None
+
+
+class OneCycle(Policy):
+    """Smith and Topin's 1cycle (super-convergence), as PyTorch's `OneCycleLR` (cosine).
+
+    With `initial = max_lr / div_factor`, `final = initial / final_div_factor`,
+    `peak = pct_start * total_steps - 1` and
+    `anneal(start, end, p) = end + (start - end) / 2 * (1 + cos(pi * p))`:
+
+        lr = anneal(initial, max_lr, step / peak)                               step <= peak
+        lr = anneal(max_lr, final, (step - peak) / (total_steps - 1 - peak))    otherwise
+
+    The learning rate reaches `final` at step `total_steps - 1` and stays there. Unlike
+    PyTorch's scheduler it does not cycle the optimizer's momentum.
+    """
+
+    name = "one_cycle"
+    bounds = ("max_lr",)
+
+    def __init__(self, max_lr, total_steps, div_factor=25.0, final_div_factor=1e4, pct_start=0.3):
+        self.max_lr = require_positive_lr("max_lr", max_lr)
+        self.total_steps = require_integer("total_steps", total_steps, minimum=2)
+        self.div_factor = require_real("div_factor", div_factor)
+        self.final_div_factor = require_real("final_div_factor", final_div_factor)
+        self.pct_start = require_real("pct_start", pct_start)
+        for name, value in (("div_factor", div_factor), ("final_div_factor", final_div_factor)):
+            if value < 1:
+                raise InputError(f"{name} must be >= 1, got {value!r}.")
+        if not 0 < self.pct_start < 1:
+            raise InputError(f"pct_start must lie in (0, 1), got {pct_start!r}.")
+        self.peak_step = self.pct_start * self.total_steps - 1.0
+        if self.peak_step <= 0:
+            raise InputError(
+                f"pct_start * total_steps must exceed 1 step of warm-up, got pct_start="
+                f"{pct_start!r} with total_steps={total_steps!r}; raise either.")
+
+    @property
+    def initial_lr(self):
+        return self.max_lr / self.div_factor
+
+    @property
+    def final_lr(self):
+        return self.initial_lr / self.final_div_factor
+
+    def __call__(self, step, ops=np):
+        warmup_fraction = ops.clip(step / self.peak_step, 0.0, 1.0)
+        anneal_length = self.total_steps - 1.0 - self.peak_step
+        anneal_fraction = ops.clip((step - self.peak_step) / anneal_length, 0.0, 1.0)
+        warming = cosine_anneal(self.initial_lr, self.max_lr, warmup_fraction, ops)
+        annealing = cosine_anneal(self.max_lr, self.final_lr, anneal_fraction, ops)
+        return ops.where(step <= self.peak_step, warming, annealing)
+
+
+def cosine_anneal(start, end, fraction, ops):
+    return end + (start - end) / 2.0 * (1.0 + ops.cos(math.pi * fraction))
+
+
+POLICIES = tuple(REGISTRY)
+
+
+def policy_class(policy):
+    if policy not in REGISTRY:
+        raise InputError(f"Unknown policy {policy!r}; valid policies: {', '.join(POLICIES)}.")
+    return REGISTRY[policy]
 
 
 def lr_bounds(policy):
     """The LR-finder bounds `policy` needs: none, ('max_lr',) or ('base_lr', 'max_lr')."""
-    if policy not in CYCLICAL_POLICIES:
-        return ()
-    return ("max_lr",) if policy == "one_cycle" else ("base_lr", "max_lr")
+    return policy_class(policy).bounds
+
+
+def parameters(policy):
+    """(required, optional) parameter names of `policy`."""
+    signature = inspect.signature(policy_class(policy).__init__)
+    found = [p for p in signature.parameters.values() if p.name != "self"]
+    required = tuple(p.name for p in found if p.default is inspect.Parameter.empty)
+    optional = tuple(p.name for p in found if p.default is not inspect.Parameter.empty)
+    return required, optional
+
+
+def extra_parameters(policy):
+    """What `policy` takes beyond its learning rates and step size (for the report)."""
+    required, optional = parameters(policy)
+    plain = {"learning_rate", "base_lr", "max_lr", "step_size"}
+    return tuple(name for name in required + optional if name not in plain)
+
+
+def build_policy(policy, **params):
+    """The policy object built from exactly the parameters it takes.
+
+    A parameter the policy does not take is an error rather than ignored, so a misspelt or
+    misplaced setting cannot silently leave a default in force.
+    """
+    required, optional = parameters(policy)
+    unknown = sorted(set(params) - set(required) - set(optional))
+    if unknown:
+        raise InputError(f"Policy {policy!r} does not take {', '.join(unknown)}; it takes "
+                         f"{', '.join(required + optional)}.")
+    missing = [name for name in required if name not in params]
+    if missing:
+        raise InputError(f"Policy {policy!r} needs {', '.join(missing)}; none was given.")
+    return policy_class(policy)(**params)
+
+
+def schedule_twin(policy, settings):
+    """The policy that gives `policy`'s learning rate at every step of any run with these
+    training `settings` (config `train` with the target's overrides), or None."""
+    return policy_class(policy).same_schedule_as(settings)
+
+
+def cycles_started(epochs, step_size_epochs, steps_per_epoch):
+    """The CLR cycle of a run's last optimizer step (cycles are counted from 1), with the
+    step size that `steps_from_epochs` computes."""
+    step_size = max(1, math.floor(step_size_epochs * steps_per_epoch + 0.5))
+    return math.floor(1 + (epochs * steps_per_epoch - 1) / (2 * step_size))
+
+
+def halving_never_restarts(epochs, step_size_epochs, reset_cycles):
+    """Whether a run of `epochs` epochs ends within its first `reset_cycles` cycles whatever
+    its number S of steps per epoch, so that modified_triangular2 never restarts its halving
+    and is triangular2 at every step.
+
+    With m = 2 x step_size_epochs x reset_cycles - epochs: for m < 0 a long enough epoch
+    starts another cycle. For m > 0 the rounded step size is at least step_size_epochs x S -
+    1/2, which keeps every S above (reset_cycles - 1) / m within the cycles; the S up to that
+    bound are counted. For m = 0 it depends on how step_size_epochs x S rounds, which repeats
+    with the denominator of step_size_epochs as a fraction; one such period is counted.
+    """
+    exact = Fraction(step_size_epochs).limit_denominator(1000)
+    margin = 2 * exact * reset_cycles - epochs
+    if margin < 0:
+        return False
+    bound = math.ceil((reset_cycles - 1) / margin) + 1 if margin > 0 else exact.denominator
+    return all(cycles_started(epochs, step_size_epochs, steps) <= reset_cycles
+               for steps in range(1, bound + 1))
+
+
+def steps_from_epochs(step_size_epochs, steps_per_epoch):
+    """Optimizer steps in `step_size_epochs` epochs: round(step_size_epochs * steps_per_epoch).
+
+    Halves round up and the result is at least 1, so fractional sizes (0.5 epoch) work on
+    any dataset. The paper's Pneumothorax run: 2 epochs x 541 batches = 1082 steps.
+    """
+    step_size_epochs = require_real("step_size_epochs", step_size_epochs)
+    if step_size_epochs <= 0:
+        raise InputError(f"step_size_epochs must be positive, got {step_size_epochs!r}.")
+    steps_per_epoch = require_integer("steps_per_epoch", steps_per_epoch, minimum=1)
+    return max(1, math.floor(step_size_epochs * steps_per_epoch + 0.5))
+
+
+# Parameters that are not training settings of the same name: the step size is set in
+# epochs, the total steps follow from the run's length.
+SETTING_OF = {"step_size": "step_size_epochs", "total_steps": None}
+# The flat training settings that `schedule_params` reads.
+SCHEDULE_SETTINGS = tuple(dict.fromkeys(
+    SETTING_OF.get(name, name) for policy in POLICIES for names in parameters(policy)
+    for name in names if SETTING_OF.get(name, name)))
+
+
+def schedule_params(policy, settings, steps_per_epoch, total_epochs):
+    """The keyword arguments of `policy` picked from flat training `settings`.
+
+    Keys in `SCHEDULE_SETTINGS` are read, others (epochs, batch_size, optimizer, ...) are
+    left to other stages, and a value of None counts as absent. `step_size_epochs` becomes
+    `step_size` through `steps_from_epochs`; `total_steps = steps_per_epoch * total_epochs`.
+    A setting the policy needs but `settings` lacks is an error naming that key.
+    """
+    required, optional = parameters(policy)
+    steps_per_epoch = require_integer("steps_per_epoch", steps_per_epoch, minimum=1)
+    total_epochs = require_integer("total_epochs", total_epochs, minimum=1)
+    params = {}
+    for name in required + optional:
+        setting = SETTING_OF.get(name, name)
+        if name == "total_steps":
+            value = steps_per_epoch * total_epochs
+        else:
+            value = settings.get(setting)
+            if name == "step_size" and value is not None:
+                value = steps_from_epochs(value, steps_per_epoch)
+        if value is not None:
+            params[name] = value
+        elif name in required:
+            hint = (" (null means the LR finder's bound; fill it in from its result first)"
+                    if name in ("base_lr", "max_lr") else "")
+            raise InputError(f"Policy {policy!r} needs setting {setting!r}, got None{hint}.")
+    return params

@@ -21,7 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts import report_figures as figures
+from workflow_scripts.checkpoint import retire_checkpoints
 from workflow_scripts.report_tables import (
+    MIN_SEEDS_TO_JUDGE,
     Grid,
     architecture_table,
     auroc_statistics,
@@ -29,6 +31,7 @@ from workflow_scripts.report_tables import (
     batch_table,
     clr_table,
     device_kind,
+    judge_differences,
     label_count_table,
     load_target_runs,
     missing_runs,
@@ -50,14 +53,16 @@ TABLES = {
     "table2_split_sizes": ("Table 2. Images per target and split",
                            "The paper's 80% training share compares with train + val."),
     "table3_batches": ("Table 3. Batches per epoch",
-                       "Training batches as the runs counted them; test batches = "
-                       "ceil(test images / batch size)."),
+                       "Training batches as the runs counted them: full batches only (the "
+                       "few images left over wait for a later epoch's shuffle), where the "
+                       "paper's last batch held the remainder; test batches = ceil(test "
+                       "images / batch size)."),
     "table4_optimizers": ("Table 4. Optimizer settings",
                           "As configured (defaults with the target's overrides); decay is "
                           "the time_decay policy's lr / (1 + decay x step)."),
     "table5_results": ("Table 5. Results per target, architecture and policy",
                        "Means over seeds. Test metrics at threshold 0.5; AUROC with its "
-                       "interval (hierarchical bootstrap over test patients and seeds). The "
+                       "interval over seeds and test patients. The "
                        "paper reports training accuracy: compare its column with "
                        "train accuracy (last epoch)."),
     "table6_architectures": ("Table 6. Architectures",
@@ -67,16 +72,20 @@ TABLES = {
                              "hardware."),
     "table7_policies": ("Table 7. Policies against the baselines",
                         "Mean ± sd across seeds. AUROC difference to each baseline: mean over "
-                        "seeds of the paired difference on the same test images, with a "
-                        "hierarchical paired bootstrap interval (test patients and seeds "
-                        "resampled); beyond noise = the interval excludes 0. Epochs (median "
-                        "and mean) and device time (mean) until the validation accuracy first "
-                        "matched the baseline's best, over the seeds that got there."),
+                        "seeds of the paired difference on the same test images, with its "
+                        "interval over seeds and test patients and its p-value, raw and "
+                        "adjusted for multiplicity over every comparison of the target; "
+                        "beyond noise = adjusted p-value at most 1 - level, left empty with "
+                        "fewer than 3 seeds. Epochs (median and mean) and device time (mean) "
+                        "until the validation accuracy first matched the baseline's best, over "
+                        "the seeds that got there."),
     "table8_clr_parameters": ("Table 8. Cyclical learning-rate parameters",
                               "Bounds as the runs used them (from the config or the LR "
                               "finder); step size = half a cycle, in optimizer steps and in "
                               "epochs. For one_cycle, base_lr is its starting LR, max_lr / "
-                              "div_factor."),
+                              "div_factor. The LR finder's rule and its check's verdict: a "
+                              "configured rule whose pick failed a check is replaced by the "
+                              "fallback rule, and the verdict says why."),
     "missing_runs": ("Missing runs", "Configured runs without outputs, left out of this report "
                      "(report.allow_missing)."),
 }
@@ -98,6 +107,7 @@ class ReportSettings:
     baselines: tuple = ("constant", "time_decay")
     samples: int = 1000
     level: float = 0.95
+    multiplicity: str = "fdr_bh"
     allow_missing: bool = False
     source: str = "nih"
 
@@ -130,8 +140,10 @@ def read_lr_finder(paths):
         except (OSError, ValueError) as error:
             raise InputError(f"{path}: unreadable LR-finder result ({error}); rerun the "
                              "lr_finder rule for it.") from error
-        absent = [k for k in ("rule", "base_lr", "max_lr") if k not in summary] + [
-            c for c in ("lr", "loss", "smoothed_loss") if c not in curve.columns]
+        absent = [k for k in ("rule", "base_lr", "max_lr", "verdict", "suggestions")
+                  if k not in summary] + [
+            c for c in ("step", "lr", "data_loss", "centred_data_loss", "penalty")
+            if c not in curve.columns]
         if absent:
             raise InputError(f"{path}: the LR-finder result lacks {', '.join(absent)}; rerun "
                              "the lr_finder rule for it.")
@@ -153,6 +165,8 @@ def build_target_report(target, *, runs_root, settings, train_settings, label_co
     runs = load_target_runs(runs_root, target, grid)
     baselines = settings.present_baselines
     auroc, differences = auroc_statistics(runs, baselines, settings.samples, settings.level)
+    differences = judge_differences(differences, settings.multiplicity, settings.level,
+                                    grid.shared_runs(target))
     reach = baseline_reach(runs.histories, baselines)
     lr_finder = read_lr_finder(lr_finder_paths)
     found = {arch: summary for arch, (_, summary) in lr_finder.items()}
@@ -187,11 +201,23 @@ def build_target_report(target, *, runs_root, settings, train_settings, label_co
                                                    architectures, policies, baselines, colors,
                                                    settings.level),
     }
-    return TargetReport(target, tables, target_figures, report_notes(settings, missing))
+    return TargetReport(target, tables, target_figures,
+                        report_notes(settings, missing, [target]))
 
 
-def report_notes(settings, missing):
+def report_notes(settings, missing, targets):
     notes = []
+    for target in targets:
+        for policy, twin in settings.grid.shared_runs(target).items():
+            notes.append(f"{target}: {policy} gives the same learning rate as {twin} at every "
+                         f"step of these runs (for modified_triangular2: the runs end before "
+                         f"its halving restarts), so {twin}'s runs stand for both; their rows "
+                         f"are the same numbers, not two results.")
+    seeds = len(settings.grid.seeds)
+    if seeds < MIN_SEEDS_TO_JUDGE and settings.present_baselines:
+        notes.append(f"{seeds} seed{'s' if seeds != 1 else ''} per policy: too few to judge "
+                     f"whether a difference is beyond noise ({MIN_SEEDS_TO_JUDGE} or more "
+                     "needed), so no difference is marked; the intervals are shown.")
     if settings.source == "demo":
         notes.append("These runs used the synthetic demo dataset, not NIH ChestX-ray14: the "
                      "paper's numbers are shown for reference only and do not compare.")
@@ -270,7 +296,13 @@ def difference_text(row, baseline, level):
     high = row.get(f"delta_auroc_vs_{baseline}_ci_high")
     if delta is None or any(pd.isna(v) for v in (delta, low, high)):
         return None
-    verdict = "beyond noise" if low > 0 or high < 0 else "within noise"
+    beyond = row.get(f"beyond_noise_vs_{baseline}")
+    if pd.isna(beyond):
+        verdict = f"too few seeds to judge against noise ({MIN_SEEDS_TO_JUDGE} needed)"
+    else:
+        adjusted = row.get(f"p_adjusted_vs_{baseline}")
+        verdict = (f"{'beyond' if beyond else 'within'} noise, adjusted p "
+                   f"{adjusted:.2g}")
     return (f"{number(delta, True)} against {baseline} ({level:.0%} interval "
             f"{number(low, True)} to {number(high, True)}, {verdict})")
 
@@ -358,7 +390,7 @@ figcaption, .caption { font-size: 0.9em; color: #555; max-width: 70em; }
 
 def format_value(value, column):
     """A cell as text: counts as integers, metrics to 3 decimals, others to 3 digits."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, bool) or str(value) in ("True", "False"):
         return "yes" if str(value) == "True" else "no"
@@ -547,25 +579,51 @@ def render_html(title, settings, tables, target_figures, overview_figures, notes
     if not tables["missing_runs"].empty:
         parts.append('<h2 id="missing">Missing runs</h2>')
         parts.append(table_block("missing_runs", tables["missing_runs"]))
-    parts.append('<h2 id="method">How the numbers are made</h2>' + method_text(settings))
+    parts.append('<h2 id="method">How the numbers are made</h2>'
+                 + method_text(settings, tables["table7_policies"]))
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def method_text(settings):
+MULTIPLICITY_METHODS = {"fdr_bh": "Benjamini-Hochberg (false-discovery rate)",
+                        "holm": "Holm (family-wise error rate)"}
+
+
+def family_sizes(policy_rows, baselines):
+    """Per target: how many comparisons its multiplicity correction covered."""
+    sizes = {}
+    for target, rows in policy_rows.groupby("target", sort=False):
+        own = rows[rows["same_schedule_as"].isna()] if "same_schedule_as" in rows else rows
+        sizes[target] = int(sum(own[f"p_adjusted_vs_{b}"].notna().sum() for b in baselines
+                                if f"p_adjusted_vs_{b}" in own))
+    return sizes
+
+
+def method_text(settings, policy_rows):
+    level = settings.level
+    sizes = family_sizes(policy_rows, settings.present_baselines)
+    counted = ", ".join(f"{target} {size}" for target, size in sizes.items() if size)
     paragraphs = [
         "Every run of a target is tested on the same test images (the split is per target, "
         "grouped by patient), so policies are compared pairwise on those images and, per seed, "
-        "from the same initialization.",
-        f"Intervals ({settings.level:.0%}) come from a hierarchical bootstrap with "
-        f"{settings.samples} resamples: each resample draws the test patients with replacement "
-        "(all images of a drawn patient count, as often as it is drawn) and, independently, the "
-        "seeds with replacement, and averages the statistic over the drawn seeds: the AUROC in "
-        "Table 5, the paired difference AUROC(policy, seed) - AUROC(baseline, seed) on the same "
-        "resample in Table 7. The interval is the percentile interval over resamples, so it "
-        "covers both test-set sampling and seed-to-seed variation; with one seed it is the "
-        "patient-level paired bootstrap. A difference is beyond noise when its interval "
-        "excludes 0.",
+        "from the same initialization. The seed is the unit of replication: a policy's number "
+        "is the mean over its seeds, and a comparison is the mean over seeds of the paired "
+        "difference AUROC(policy, seed) - AUROC(baseline, seed).",
+        f"Intervals ({level:.0%}) are Student-t intervals of those means. Their variance adds "
+        "two parts: the seed-to-seed variance divided by the number of seeds, and the test "
+        "set's sampling variance, the variance of the mean over "
+        f"{settings.samples} bootstrap resamples of the test patients (all images of a drawn "
+        "patient count, as often as it is drawn; the same resamples for every run). The "
+        "degrees of freedom are Welch-Satterthwaite's: seeds - 1 where the seeds' variance "
+        "dominates, more where the test set's does. With one seed the interval covers the "
+        "test set alone. The p-value tests a zero mean difference with the same t statistic.",
+        f"Beyond noise: the p-value adjusted for multiplicity by "
+        f"{MULTIPLICITY_METHODS[settings.multiplicity]} over every comparison of the target "
+        f"(each policy against each baseline on each architecture) is at most {1 - level:.2g}."
+        + (f" Comparisons per target: {counted}." if counted else "")
+        + f" With fewer than {MIN_SEEDS_TO_JUDGE} seeds nothing is marked: the seeds' variance "
+        "is then too poorly known. A policy that shares another's runs (the same schedule) "
+        "repeats that policy's comparisons and is not counted twice.",
         "Epochs to a baseline's best: per architecture and seed, the baseline run's highest "
         "validation accuracy; a run reaches it at the first epoch whose validation accuracy is "
         "at least that high. Device time is the run's wall time per epoch times its GPUs "
@@ -584,10 +642,12 @@ def report_settings(params):
     grid = params.grid
     return ReportSettings(
         grid=Grid(tuple(grid["targets"]), tuple(grid["architectures"]),
-                  tuple(grid["policies"]), tuple(int(s) for s in grid["seeds"])),
+                  tuple(grid["policies"]), tuple(int(s) for s in grid["seeds"]),
+                  shared=dict(params.shared_runs)),
         baselines=tuple(params.report["baselines"]),
         samples=int(params.metrics["bootstrap_samples"]),
         level=float(params.metrics["ci_level"]),
+        multiplicity=params.report["multiplicity"],
         allow_missing=bool(params.report["allow_missing"]),
         source=params.source)
 
@@ -606,6 +666,7 @@ def write_target(snakemake):
     log.info("%s: %d runs reported, %d missing", target,
              int(report.tables["table5_results"]["seeds"].sum()),
              len(report.tables["missing_runs"]))
+    retire_checkpoints(snakemake.input.runs)  # committed inputs: their checkpoints can go
 
 
 def write_report(snakemake):
@@ -616,7 +677,7 @@ def write_report(snakemake):
                                     settings)
     write_tables(tables, snakemake.output.tables)
     write_figures(overview, Path(snakemake.output.policy_overview).parent)
-    notes = report_notes(settings, tables["missing_runs"])
+    notes = report_notes(settings, tables["missing_runs"], settings.grid.targets)
     Path(snakemake.output.html).write_text(render_html(
         "Learning-rate policies on chest X-rays: comparison report", settings, tables,
         {report.target: report.figures for report in target_reports}, overview, notes,

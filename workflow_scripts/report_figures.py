@@ -2,7 +2,7 @@
 architecture, never one per run.
 
 Figures are drawn on matplotlib's Agg canvas without pyplot (no global state, no display),
-like `lr_plots`, and closed by going out of scope. Every policy keeps one colour across all
+and closed by going out of scope. Every policy keeps one colour across all
 figures: its position in the configured policy list picks it from matplotlib's tab10.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
@@ -197,18 +198,30 @@ def lr_schedules(target, learning_rates, runs, architectures, policies):
     return png(figure)
 
 
-def lr_finder(target, results, architectures):
-    """The LR range test per architecture: loss against LR (log), with the chosen bounds.
+def lr_finder_verdict(found):
+    """A panel title's few words on the rule used and the check's verdict."""
+    if found.get("rule") is None:
+        return "no rule passed its checks"
+    if found.get("fallback_used"):
+        return f"{found['configured_rule']} failed its checks; {found['rule']} used"
+    return f"{found['rule']} rule, checks passed"
 
-    `results` maps arch to (curve DataFrame with lr, loss, smoothed_loss; summary dict with
-    rule, base_lr, max_lr); architectures without an entry say that no test ran.
+
+def lr_finder(target, results, architectures):
+    """The LR range test per architecture: the data loss against LR (log scale), per batch
+    and smoothed as the rules read it, the regularization penalty on a second axis, each
+    rule's pick (filled where it passed its checks) and the chosen bounds.
+
+    `results` maps arch to (curve DataFrame with lr, data_loss, centred_data_loss, penalty;
+    summary dict as the lr_finder stage writes it); architectures without an entry say that
+    no test ran.
     """
     if not results:
         return notice(f"LR range test: {target}",
                       "No LR range test ran for this target: no configured cyclical policy "
                       "needed one (the config sets base_lr and max_lr, or no cyclical policy "
                       "is configured).")
-    figure, axes = panels(1, len(architectures), *PANEL)
+    figure, axes = panels(1, len(architectures), *PANEL, Margins(right=0.8, between_columns=1.3))
     for axis, arch in zip(axes[0], architectures, strict=True):
         if arch not in results:
             axis.axis("off")
@@ -216,26 +229,40 @@ def lr_finder(target, results, architectures):
                       transform=axis.transAxes)
             continue
         curve, found = results[arch]
-        shown = curve[(curve["lr"] > 0) & np.isfinite(curve["smoothed_loss"])]
-        axis.plot(shown["lr"], shown["loss"], color="0.6", alpha=0.5, linewidth=0.8,
-                  label="loss per batch")
-        axis.plot(shown["lr"], shown["smoothed_loss"], color="C0", linewidth=1.8,
-                  label="smoothed loss")
-        axis.axvline(found["base_lr"], color="C2", linestyle="--",
-                     label=f"base_lr {found['base_lr']:.3g}")
-        axis.axvline(found["max_lr"], color="C3", linestyle="--",
-                     label=f"max_lr {found['max_lr']:.3g}")
+        shown = curve[(curve["lr"] > 0) & np.isfinite(curve["data_loss"])]
+        axis.plot(shown["lr"], shown["data_loss"], color="0.6", alpha=0.5, linewidth=0.8,
+                  label="data loss per batch")
+        axis.plot(shown["lr"], shown["centred_data_loss"], color="C0", linewidth=1.8,
+                  label="smoothed (centred)")
+        if found.get("rule") is not None:
+            axis.axvline(found["base_lr"], color="C2", linestyle="--",
+                         label=f"base_lr {found['base_lr']:.3g}")
+            axis.axvline(found["max_lr"], color="C3", linestyle="--",
+                         label=f"max_lr {found['max_lr']:.3g}")
+        for index, (rule, picked) in enumerate(found["suggestions"].items()):
+            at = shown[shown["step"] == picked["step"]]
+            if not at.empty:
+                axis.plot(picked["lr"], at["centred_data_loss"].iat[0], linestyle="none",
+                          marker="osD"[index % 3], color="black", markersize=5,
+                          markerfacecolor="black" if picked["passed"] else "white",
+                          label=f"{rule} pick{'' if picked['passed'] else ' (failed)'}")
         # The last batches, where the loss explodes, would flatten the rest of the curve.
-        kept = shown["smoothed_loss"].iloc[:max(1, len(shown) - max(1, len(shown) // 10))]
+        kept = shown["centred_data_loss"].iloc[:max(1, len(shown) - max(1, len(shown) // 10))]
         low, high = kept.min(), kept.max()
         margin = 0.1 * (high - low) if high > low else 0.1 * abs(high) + 1e-9
         axis.set_ylim(low - margin, high + margin)
         axis.set_xscale("log")
         axis.set_xlabel("learning rate (log scale)")
-        axis.set_ylabel("training loss")
-        panel_title(axis, f"{arch} ({found['rule']} rule)")
+        axis.set_ylabel("data loss (cross-entropy)")
+        if (shown["penalty"].abs() > 1e-9).any():
+            penalty = axis.twinx()
+            penalty.plot(shown["lr"], shown["penalty"], color="C1", linestyle=":",
+                         linewidth=1.2)
+            penalty.set_ylabel("regularization penalty (dotted)", color="C1", fontsize=8)
+            penalty.tick_params(axis="y", colors="C1", labelsize=7)
+        panel_title(axis, f"{arch}: {lr_finder_verdict(found)}")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="lower left")
+        axis.legend(fontsize=6, loc="lower left")
     title(figure, f"LR range test: {target}")
     return png(figure)
 
@@ -363,7 +390,7 @@ def auroc_by_policy(target, runs, auroc, differences, architectures, policies, b
                                & (differences["baseline"] == baseline)]
             x = rows["policy"].map(positions).to_numpy(dtype=float)
             x += (index - (len(compared) - 1) / 2) * 0.25
-            beyond = ((rows["ci_low"] > 0) | (rows["ci_high"] < 0)).to_numpy()
+            beyond = rows["beyond_noise"].fillna(False).to_numpy(dtype=bool)
             error = interval(rows, "delta_auroc", "ci_low", "ci_high")
             marker = markers[index % len(markers)]
             # Filled where beyond noise, hollow otherwise: two calls, one per fill.
@@ -432,8 +459,8 @@ def policy_overview(policy_table, targets, architectures, policies, baseline):
                 i, j = shown.index(row.target), compared.index(row.policy)
                 grid[i, j] = getattr(row, column)
                 if baseline:
-                    beyond[i, j] = (getattr(row, f"{column}_ci_low") > 0
-                                    or getattr(row, f"{column}_ci_high") < 0)
+                    judged = getattr(row, f"beyond_noise_vs_{baseline}")
+                    beyond[i, j] = bool(judged) if not pd.isna(judged) else False
         values[arch] = grid, beyond
     finite = np.concatenate([grid[np.isfinite(grid)] for grid, _ in values.values()])
     if baseline:

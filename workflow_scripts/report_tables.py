@@ -4,21 +4,22 @@ Every table is a DataFrame with one row per label, target, or target x architect
 written as CSV and shown in the HTML report; a `paper_*` column holds the published number
 (workflow_scripts/paper_numbers.yaml) wherever the paper gives one, beside ours.
 
-Statistics across seeds. A target's runs are all tested on the same test images (the split is
-per target), so policies are compared on the same images and, per seed, on the same
-initialization. Test-set and seed-to-seed noise are both resampled by one hierarchical
-bootstrap: resample b draws the test set's patients with replacement (weights = how often each
-patient is drawn, as in `metrics.bootstrap_auroc_interval`) and, independently, the seeds with
-replacement; the statistic is the mean over the drawn seeds of the AUROC (Table 5) or of the
-paired difference AUROC(policy, seed) - AUROC(baseline, seed) on the same resample (Table 7).
-The interval is the percentile interval over the resamples; a difference is "beyond noise"
-when its interval excludes 0. With one seed this is the patient-level paired bootstrap alone.
+Statistics across seeds: the seed is the unit of replication. A target's runs are all tested
+on the same test images (the split is per target), so policies are compared pairwise, per
+seed, on the same images: AUROC(policy, seed) - AUROC(baseline, seed). The mean over seeds
+(Table 5: of the AUROC; Table 7: of the paired difference) gets a Student-t interval whose
+variance adds the seed-to-seed variance over the number of seeds to the test set's sampling
+variance, the latter from a bootstrap over test patients (`mean_over_seeds`). A percentile
+bootstrap over five seeds covered 84% at a nominal 95%; this interval holds its level (the
+tests simulate it). A difference is "beyond noise" when its p-value, adjusted for
+multiplicity over every comparison of the target (`judge_differences`), is at most 1 - level;
+with fewer than MIN_SEEDS_TO_JUDGE seeds nothing is judged.
 """
 
 import json
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from numbers import Real
 from pathlib import Path
@@ -29,10 +30,12 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import yaml
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.labels import ANY_DISEASE, NO_FINDING
 from workflow_scripts.metrics import BOOTSTRAP_BLOCK
-from workflow_scripts.policies import lr_bounds
+from workflow_scripts.policies import extra_parameters, lr_bounds
 from workflow_scripts.stage import InputError
 
 RUN_FILES = ("history.csv", "lr.csv", "predictions.parquet", "metrics.json")
@@ -44,6 +47,9 @@ METRIC_NUMBERS = ("accuracy", "sensitivity", "specificity", "f1", "auroc", "auro
                   "device_seconds", "gpus", "train_accuracy", "best_val_accuracy", "n_train",
                   "n_val", "n_test")
 SETTING_KEYS = ("batch_size", "steps_per_epoch", "optimizer", "momentum", "schedule")
+# Fewer seeds than this make no significance call: the seeds' variance is the larger part of
+# a comparison's noise, and two seeds estimate it with one degree of freedom.
+MIN_SEEDS_TO_JUDGE = 3
 SHOWN_MISSING = 30  # missing runs named in an error message; the rest are counted
 LR_POINTS = 2000  # learning rates kept per run for the schedule figure
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
@@ -51,18 +57,25 @@ PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
 
 @dataclass(frozen=True)
 class Grid:
-    """The configured runs: every target x architecture x policy x seed."""
+    """The configured runs: every target x architecture x policy x seed, where a policy
+    that gives another's schedule at every step shares that policy's runs (`shared`: target
+    -> {policy: the policy whose runs it shares}) and has none of its own."""
 
     targets: tuple
     architectures: tuple
     policies: tuple
     seeds: tuple
+    shared: dict = field(default_factory=dict)
+
+    def shared_runs(self, target):
+        return self.shared.get(target, {})
 
     def run_keys(self, targets=None):
+        """The trained runs: (target, arch, policy, seed), shared policies left out."""
         return [(target, arch, policy, int(seed))
                 for target in (self.targets if targets is None else targets)
                 for arch in self.architectures for policy in self.policies
-                for seed in self.seeds]
+                if policy not in self.shared_runs(target) for seed in self.seeds]
 
 
 def run_folder(runs_root, target, arch, policy, seed):
@@ -229,12 +242,15 @@ def aligned_scores(predictions, reference, path, reference_path):
 
 
 def load_target_runs(runs_root, target, grid):
-    """Every run of `target` in `grid` whose outputs exist (see `missing_runs`)."""
+    """Every run of `target` in `grid` whose outputs exist (see `missing_runs`); a policy
+    that shares another's runs appears with copies of them (`shared_run_of` names the
+    policy whose runs they are)."""
     rows, histories, learning_rates, scores = [], [], [], []
     reference = reference_path = None
     with_learning_rates = set()  # arch x policy: one seed's learning rates feed the figure
-    for _, arch, policy, seed in grid.run_keys([target]):
-        folder = run_folder(runs_root, target, arch, policy, seed)
+    sharing = grid.shared_runs(target)
+    for _, arch, trained, seed in grid.run_keys([target]):
+        folder = run_folder(runs_root, target, arch, trained, seed)
         if not all((folder / name).is_file() for name in RUN_FILES):
             continue
         metrics = read_metrics(folder / "metrics.json")
@@ -242,21 +258,25 @@ def load_target_runs(runs_root, target, grid):
         predictions = read_predictions(folder / "predictions.parquet")
         if reference is None:
             reference, reference_path = predictions, folder / "predictions.parquet"
-        scores.append(aligned_scores(predictions, reference, folder / "predictions.parquet",
-                                     reference_path))
-        key = {"arch": arch, "policy": policy, "seed": seed}
+        run_scores = aligned_scores(predictions, reference, folder / "predictions.parquet",
+                                    reference_path)
         settings = metrics["settings"]
-        rows.append({**key, **{name: metrics[name] for name in METRIC_NUMBERS},
-                     "device": metrics["device"],
-                     **{name: settings[name] for name in SETTING_KEYS}, "folder": str(folder)})
         history["device_seconds"] = np.cumsum(history["seconds"]) * max(metrics["gpus"], 1)
-        histories.append((key, history))
-        if (arch, policy) not in with_learning_rates:
-            with_learning_rates.add((arch, policy))
-            learning_rates.append((key, thinned(read_lr(folder / "lr.csv"))))
+        for policy in [trained, *(p for p, twin in sharing.items() if twin == trained)]:
+            key = {"arch": arch, "policy": policy, "seed": seed}
+            scores.append(run_scores)
+            rows.append({**key, **{name: metrics[name] for name in METRIC_NUMBERS},
+                         "device": metrics["device"],
+                         **{name: settings[name] for name in SETTING_KEYS},
+                         "folder": str(folder),
+                         "shared_run_of": trained if policy != trained else None})
+            histories.append((key, history))
+            if (arch, policy) not in with_learning_rates:
+                with_learning_rates.add((arch, policy))
+                learning_rates.append((key, thinned(read_lr(folder / "lr.csv"))))
     key_columns = ["arch", "policy", "seed"]
     runs = pd.DataFrame(rows, columns=[*key_columns, *METRIC_NUMBERS, "device", *SETTING_KEYS,
-                                       "folder"])
+                                       "folder", "shared_run_of"])
     test = (reference.select(["image_index", "patient_id", "label"]).to_pandas()
             if reference is not None else
             pd.DataFrame(columns=["image_index", "patient_id", "label"]))
@@ -341,20 +361,33 @@ def weighted_aurocs(labels, scores, patient_of_image, draws):
     return values
 
 
-def seed_resampled_means(values, rng):
-    """Per resample (column of `values`, one row per seed): the mean over seeds drawn with
-    replacement. One seed gives its own row."""
-    n_seeds, samples = values.shape
-    drawn = rng.integers(0, n_seeds, size=(samples, n_seeds))
-    return values[drawn, np.arange(samples)[:, None]].mean(axis=1)
+def mean_over_seeds(values, level):
+    """The mean over seeds of a statistic with its interval, and the p-value of a zero mean.
 
+    `values` has one row per seed: column 0 the statistic on the test set, the others on the
+    patient resamples (the same resamples for every run). The variance of the seed mean is
+    the seeds' variance over their number, s^2 / n, plus the test set's: the variance of the
+    seed mean over the patient resamples. Interval and p-value follow Student's t with
+    Welch-Satterthwaite's degrees of freedom: n - 1 where seeds dominate, growing without
+    bound where the test set does. One seed gives the test set's part alone.
 
-def percentile_interval(values, level):
-    tail = (1 - level) / 2 * 100
-    if np.isnan(values).all():
-        return math.nan, math.nan
-    low, high = np.nanpercentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    Returns (mean, interval low, interval high, p-value).
+    """
+    plain = values[:, 0]
+    count = len(plain)
+    mean = float(plain.mean())
+    seed_part = float(plain.var(ddof=1)) / count if count > 1 else 0.0
+    resampled = values[:, 1:].mean(axis=0)
+    resampled = resampled[np.isfinite(resampled)]
+    patient_part = float(resampled.var(ddof=1)) if len(resampled) > 1 else 0.0
+    variance = seed_part + patient_part
+    if not variance > 0:
+        return mean, mean, mean, float(mean == 0) if math.isfinite(mean) else math.nan
+    freedom = variance ** 2 / (seed_part ** 2 / (count - 1)) if seed_part > 0 else math.inf
+    error = math.sqrt(variance)
+    half_width = float(stats.t.ppf((1 + level) / 2, freedom)) * error
+    p_value = float(2 * stats.t.sf(abs(mean) / error, freedom))
+    return mean, mean - half_width, mean + half_width, p_value
 
 
 def target_seed(target):
@@ -363,20 +396,21 @@ def target_seed(target):
 
 
 def auroc_statistics(target_runs, baselines, samples, level):
-    """Per arch x policy: mean AUROC over seeds with its interval; and per baseline the paired
-    difference with its interval (see the module docstring).
+    """Per arch x policy: mean AUROC over seeds with its interval; and per baseline the mean
+    paired difference with its interval and p-value (see `mean_over_seeds`).
 
     Returns (auroc, differences): auroc has arch, policy, seeds, auroc (mean over seeds),
     auroc_sd (across seeds), auroc_ci_low, auroc_ci_high; differences has arch, policy,
-    baseline, seeds, delta_auroc (mean over the seeds both have), ci_low, ci_high.
+    baseline, seeds, delta_auroc (mean over the seeds both have), ci_low, ci_high, p_value.
     """
     runs = target_runs.runs
     auroc_rows, difference_rows = [], []
+    difference_columns = ["arch", "policy", "baseline", "seeds", "delta_auroc", "ci_low",
+                          "ci_high", "p_value"]
     if runs.empty:
         return (pd.DataFrame(columns=["arch", "policy", "seeds", "auroc", "auroc_sd",
                                       "auroc_ci_low", "auroc_ci_high"]),
-                pd.DataFrame(columns=["arch", "policy", "baseline", "seeds", "delta_auroc",
-                                      "ci_low", "ci_high"]))
+                pd.DataFrame(columns=difference_columns))
     test, seed = target_runs.test, target_seed(target_runs.target)
     _, patient_of_image = np.unique(test["patient_id"].to_numpy(), return_inverse=True)
     # Column 0: every patient once, the plain AUROC; then the resamples, shared by all runs.
@@ -384,13 +418,11 @@ def auroc_statistics(target_runs, baselines, samples, level):
              *patient_draws(patient_of_image.max() + 1, samples, seed)]
     values = weighted_aurocs(test["label"].to_numpy(), target_runs.scores, patient_of_image,
                              draws)
-    seed_rng = np.random.default_rng([seed, 1])
     row_of = {(r.arch, r.policy, r.seed): i for i, r in enumerate(runs.itertuples())}
     for (arch, policy), group in runs.groupby(["arch", "policy"], sort=False):
         rows = [row_of[(arch, policy, seed)] for seed in group["seed"]]
-        low, high = percentile_interval(seed_resampled_means(values[rows, 1:], seed_rng), level)
-        auroc_rows.append({"arch": arch, "policy": policy, "seeds": len(rows),
-                           "auroc": float(values[rows, 0].mean()),
+        mean, low, high, _ = mean_over_seeds(values[rows], level)
+        auroc_rows.append({"arch": arch, "policy": policy, "seeds": len(rows), "auroc": mean,
                            "auroc_sd": float(values[rows, 0].std(ddof=1)) if len(rows) > 1
                            else math.nan,
                            "auroc_ci_low": low, "auroc_ci_high": high})
@@ -400,16 +432,42 @@ def auroc_statistics(target_runs, baselines, samples, level):
                 continue
             ours = [row_of[(arch, policy, seed)] for seed in seeds]
             theirs = [row_of[(arch, baseline, seed)] for seed in seeds]
-            difference = values[ours] - values[theirs]
-            low, high = percentile_interval(seed_resampled_means(difference[:, 1:], seed_rng),
-                                            level)
+            mean, low, high, p_value = mean_over_seeds(values[ours] - values[theirs], level)
             difference_rows.append({"arch": arch, "policy": policy, "baseline": baseline,
-                                    "seeds": len(seeds),
-                                    "delta_auroc": float(difference[:, 0].mean()),
-                                    "ci_low": low, "ci_high": high})
-    return (pd.DataFrame(auroc_rows),
-            pd.DataFrame(difference_rows, columns=["arch", "policy", "baseline", "seeds",
-                                                   "delta_auroc", "ci_low", "ci_high"]))
+                                    "seeds": len(seeds), "delta_auroc": mean, "ci_low": low,
+                                    "ci_high": high, "p_value": p_value})
+    return pd.DataFrame(auroc_rows), pd.DataFrame(difference_rows, columns=difference_columns)
+
+
+def judge_differences(differences, method, level, shared=None):
+    """`differences` with `p_adjusted` and `beyond_noise` columns: a multiplicity correction
+    (statsmodels' `method`, e.g. fdr_bh or holm) over every comparison of the frame, and
+    beyond noise where the adjusted p-value is at most 1 - level.
+
+    Comparisons with fewer than MIN_SEEDS_TO_JUDGE seeds are not judged (NaN). A policy that
+    shares its run with another (`shared`: policy -> the policy whose run it is) repeats that
+    policy's comparisons: it is left out of the family and takes their adjusted p-value.
+    """
+    judged = differences.copy()
+    judged["p_adjusted"] = math.nan
+    judged["beyond_noise"] = pd.Series(pd.NA, index=judged.index, dtype="boolean")
+    shared = shared or {}
+    family = (judged["seeds"] >= MIN_SEEDS_TO_JUDGE) & judged["p_value"].notna() & ~judged[
+        "policy"].isin(list(shared))
+    if family.any():
+        _, adjusted, _, _ = multipletests(judged.loc[family, "p_value"], alpha=1 - level,
+                                          method=method)
+        judged.loc[family, "p_adjusted"] = adjusted
+    keys = ["arch", "baseline"] + (["target"] if "target" in judged.columns else [])
+    for policy, twin in shared.items():
+        for index in judged.index[judged["policy"] == policy]:
+            match = (judged["policy"] == twin) & (
+                judged[keys] == judged.loc[index, keys]).all(axis=1)
+            if match.any():
+                judged.loc[index, "p_adjusted"] = judged.loc[match, "p_adjusted"].iat[0]
+    known = judged["p_adjusted"].notna()
+    judged.loc[known, "beyond_noise"] = judged.loc[known, "p_adjusted"] <= 1 - level
+    return judged
 
 
 def baseline_reach(histories, baselines):
@@ -521,14 +579,15 @@ def split_table(split_summary, target):
 
 def batch_table(split_summary, settings, target_runs):
     """Table 3 row: batch size and batches per epoch (training: as the runs counted them, else
-    ceil(train images / batch size); test: ceil(test images / batch size)), and the paper's."""
+    floor(train images / batch size), full batches only; test: ceil(test images / batch size)),
+    and the paper's."""
     target = target_runs.target
     sizes = split_table(split_summary, target).iloc[0]
     runs = target_runs.runs
     batch_size = int(runs["batch_size"].iat[0]) if not runs.empty else (
         settings[target]["batch_size"])
     train_batches = (int(runs["steps_per_epoch"].iat[0]) if not runs.empty
-                     else math.ceil(sizes["train"] / batch_size))
+                     else sizes["train"] // batch_size)
     table = pd.DataFrame([{"target": target, "batch_size": batch_size,
                            "train_images": int(sizes["train"]), "train_batches": train_batches,
                            "test_images": int(sizes["test"]),
@@ -571,14 +630,21 @@ def seed_summary(runs, columns):
     return table
 
 
+def same_schedule(runs):
+    """Per arch x policy: the policy whose runs it shares (same schedule), else None."""
+    return runs.groupby(["arch", "policy"], sort=False)["shared_run_of"].first().rename(
+        "same_schedule_as")
+
+
 def results_table(target_runs, auroc, grid):
     """Table 5 rows of one target: per arch x policy, mean over seeds of the test metrics
-    (accuracy and AUROC also with their standard deviation across seeds), AUROC's hierarchical
-    bootstrap interval, the last epoch's training accuracy, and the paper's."""
+    (accuracy and AUROC also with their standard deviation across seeds), AUROC's interval
+    over seeds and test patients, the last epoch's training accuracy, and the paper's."""
     runs = target_runs.runs
-    columns = ["target", "arch", "policy", "seeds", "epochs", "train_accuracy",
-               "paper_train_accuracy", "paper_epochs", "accuracy", "accuracy_sd", "sensitivity",
-               "specificity", "f1", "auroc", "auroc_sd", "auroc_ci_low", "auroc_ci_high"]
+    columns = ["target", "arch", "policy", "same_schedule_as", "seeds", "epochs",
+               "train_accuracy", "paper_train_accuracy", "paper_epochs", "accuracy",
+               "accuracy_sd", "sensitivity", "specificity", "f1", "auroc", "auroc_sd",
+               "auroc_ci_low", "auroc_ci_high"]
     paper = paper_frame("table5_results", {"target": "target", "arch": "arch", "policy":
                                            "policy", "epochs": "paper_epochs", "accuracy":
                                            "paper_train_accuracy"}, percent=["accuracy"])
@@ -588,6 +654,7 @@ def results_table(target_runs, auroc, grid):
     table = seed_summary(runs, ["epochs", "train_accuracy", "accuracy", "sensitivity",
                                 "specificity", "f1"])
     table["accuracy_sd"] = runs.groupby(["arch", "policy"], sort=False)["accuracy"].std()
+    table = table.join(same_schedule(runs))
     table = table.reset_index().merge(auroc.drop(columns="seeds"), on=["arch", "policy"])
     table.insert(0, "target", target_runs.target)
     table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
@@ -597,8 +664,8 @@ def results_table(target_runs, auroc, grid):
 def architecture_table(target_runs, grid):
     """Table 6 rows of one target: per arch, over all its runs, time per epoch (wall and
     device-seconds), throughput, mean metrics, the policy with the best mean AUROC, and the
-    paper's."""
-    runs = target_runs.runs
+    paper's. A run shared by two policies counts once."""
+    runs = target_runs.runs[target_runs.runs["shared_run_of"].isna()]
     columns = ["target", "arch", "runs", "device", "device_kind", "epochs", "seconds_per_epoch",
                "device_seconds_per_epoch", "paper_hours_per_epoch", "images_per_second",
                "train_accuracy", "paper_train_accuracy", "paper_epochs", "accuracy", "auroc",
@@ -629,16 +696,20 @@ def architecture_table(target_runs, grid):
 
 def policy_table(target_runs, auroc, differences, reach, baselines, grid):
     """Table 7 rows of one target: per arch x policy, the mean and spread across seeds, and per
-    baseline the paired AUROC difference with its interval, and the epochs (median and mean
-    over the seeds that got there) and device-seconds (mean) to reach the baseline's best
-    validation accuracy; the paper's accuracy and epochs where it gives them."""
+    baseline the paired AUROC difference with its interval, its p-value before and after the
+    multiplicity correction and whether it is beyond noise (`judge_differences`; empty with
+    too few seeds), and the epochs (median and mean over the seeds that got there) and
+    device-seconds (mean) to reach the baseline's best validation accuracy; the paper's
+    accuracy and epochs where it gives them."""
     runs = target_runs.runs
-    columns = ["target", "arch", "policy", "seeds", "device_kind", "epochs", "train_accuracy",
+    columns = ["target", "arch", "policy", "same_schedule_as", "seeds", "device_kind", "epochs",
+               "train_accuracy",
                "paper_train_accuracy", "paper_epochs", "best_val_accuracy", "accuracy",
                "accuracy_sd", "auroc", "auroc_sd", "device_seconds"]
     for baseline in baselines:
         columns += [f"delta_auroc_vs_{baseline}", f"delta_auroc_vs_{baseline}_ci_low",
-                    f"delta_auroc_vs_{baseline}_ci_high", f"beyond_noise_vs_{baseline}",
+                    f"delta_auroc_vs_{baseline}_ci_high", f"p_vs_{baseline}",
+                    f"p_adjusted_vs_{baseline}", f"beyond_noise_vs_{baseline}",
                     f"epochs_to_{baseline}_best", f"epochs_to_{baseline}_best_mean",
                     f"device_seconds_to_{baseline}_best", f"seeds_reaching_{baseline}_best"]
     paper = paper_frame("table7_policies", {
@@ -652,17 +723,17 @@ def policy_table(target_runs, auroc, differences, reach, baselines, grid):
     grouped = runs.groupby(["arch", "policy"], sort=False)
     table["accuracy_sd"] = grouped["accuracy"].std()
     table["device_kind"] = grouped["gpus"].agg(device_kind)
+    table = table.join(same_schedule(runs))
     table = table.reset_index().merge(auroc[["arch", "policy", "auroc", "auroc_sd"]],
                                       on=["arch", "policy"])
     for baseline in baselines:
         delta = differences[differences["baseline"] == baseline].rename(columns={
             "delta_auroc": f"delta_auroc_vs_{baseline}",
             "ci_low": f"delta_auroc_vs_{baseline}_ci_low",
-            "ci_high": f"delta_auroc_vs_{baseline}_ci_high"}).drop(columns=["baseline", "seeds"])
+            "ci_high": f"delta_auroc_vs_{baseline}_ci_high", "p_value": f"p_vs_{baseline}",
+            "p_adjusted": f"p_adjusted_vs_{baseline}",
+            "beyond_noise": f"beyond_noise_vs_{baseline}"}).drop(columns=["baseline", "seeds"])
         table = table.merge(delta, on=["arch", "policy"], how="left")
-        low, high = (table[f"delta_auroc_vs_{baseline}_ci_low"],
-                     table[f"delta_auroc_vs_{baseline}_ci_high"])
-        table[f"beyond_noise_vs_{baseline}"] = ((low > 0) | (high < 0)).where(low.notna())
         reached = reach[reach["baseline"] == baseline]
         by_policy = reached.groupby(["arch", "policy"], sort=False)
         summary = pd.DataFrame({
@@ -679,16 +750,15 @@ def policy_table(target_runs, auroc, differences, reach, baselines, grid):
 
 def schedule_extras(policy, schedule):
     """The policy-specific schedule parameters beyond the bounds and step size, as text."""
-    names = {"exp_range": ["gamma"], "modified_triangular2": ["reset_cycles"],
-             "one_cycle": ["total_steps", "div_factor", "final_div_factor", "pct_start"]}
-    return ", ".join(f"{name}={schedule[name]:g}" for name in names.get(policy, [])
+    return ", ".join(f"{name}={schedule[name]:g}" for name in extra_parameters(policy)
                      if name in schedule)
 
 
 def clr_table(target_runs, settings, lr_finder, grid):
     """Table 8 rows of one target: per arch x cyclical policy (schedules with a max_lr), the
     bounds the runs used and where they came from, the step size in optimizer steps and in
-    epochs, the epochs, other schedule parameters, the LR finder's suggestion, and the paper's.
+    epochs, the epochs, other schedule parameters, the LR finder's bounds with the rule that
+    gave them and its check's verdict, and the paper's.
 
     `lr_finder` maps arch to the LR-finder JSON of this target (absent: none was run). For
     one_cycle, base_lr is its starting LR, max_lr / div_factor.
@@ -697,7 +767,7 @@ def clr_table(target_runs, settings, lr_finder, grid):
     columns = ["target", "arch", "policy", "bounds_from", "base_lr", "paper_base_lr", "max_lr",
                "paper_max_lr", "step_size", "step_size_epochs", "paper_step_size_epochs",
                "epochs", "paper_epochs", "other", "lr_finder_rule", "lr_finder_base_lr",
-               "lr_finder_max_lr"]
+               "lr_finder_max_lr", "lr_finder_check"]
     paper = paper_frame("table8_clr", {
         "target": "target", "arch": "arch", "policy": "policy", "base_lr": "paper_base_lr",
         "max_lr": "paper_max_lr", "step_size_epochs": "paper_step_size_epochs",
@@ -717,16 +787,20 @@ def clr_table(target_runs, settings, lr_finder, grid):
         step_size = schedule.get("step_size", math.nan)
         rows.append({
             "target": target_runs.target, "arch": arch, "policy": policy,
-            "bounds_from": f"LR finder ({found['rule']})" if from_finder else "config",
+            "bounds_from": (f"LR finder ({found['rule']}"
+                            + (", fallback)" if found.get("fallback_used") else ")"))
+            if from_finder else "config",
             "base_lr": base_lr, "max_lr": schedule["max_lr"], "step_size": step_size,
             "step_size_epochs": step_size / group["steps_per_epoch"].iat[0],
             "epochs": group["epochs"].iat[0], "other": schedule_extras(policy, schedule),
-            "lr_finder_rule": found["rule"] if found else None,
-            "lr_finder_base_lr": found["base_lr"] if found else math.nan,
-            "lr_finder_max_lr": found["max_lr"] if found else math.nan})
+            "lr_finder_rule": (found["rule"] or "none passed") if found else None,
+            "lr_finder_base_lr": found["base_lr"] if found and found["base_lr"] else math.nan,
+            "lr_finder_max_lr": found["max_lr"] if found and found["max_lr"] else math.nan,
+            "lr_finder_check": found["verdict"] if found else None})
     table = pd.DataFrame(rows, columns=columns[:3] + ["bounds_from", "base_lr", "max_lr",
                                                        "step_size", "step_size_epochs",
                                                        "epochs", "other", "lr_finder_rule",
-                                                       "lr_finder_base_lr", "lr_finder_max_lr"])
+                                                       "lr_finder_base_lr", "lr_finder_max_lr",
+                                                       "lr_finder_check"])
     table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
     return ordered(table.reindex(columns=columns), grid)

@@ -4,13 +4,23 @@ A stage raises `InputError` for anything the user can fix (a malformed CSV row, 
 image, an unknown target). The entry prints that message alone, without a traceback, to the
 log and to stderr, so Snakemake's failed-job report shows the cause and the fix; any other
 exception is a bug and keeps its traceback.
+
+A rule's log keeps every attempt of its job, each starting with a header line (its number,
+the host, and the SLURM job id where there is one), so that a retried or rerun job keeps the
+log of the attempt that failed or was interrupted. Snakemake deletes a job's log before it
+runs the job, so every line also goes to a hidden sibling file that Snakemake does not know
+(`.<log name>.attempts`), from which each attempt first restores the earlier ones.
 """
 
 import logging
+import os
+import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger("workflow")
+ATTEMPT_HEADER = "===== attempt"
 
 
 class InputError(ValueError):
@@ -18,9 +28,17 @@ class InputError(ValueError):
 
 
 def setup_logging(log_path=None, level=logging.INFO):
+    """Log to stderr and to `log_path`, after the earlier attempts and a header line."""
     handlers = [logging.StreamHandler(sys.stderr)]
     if log_path:
-        handlers.append(logging.FileHandler(log_path, mode="w"))
+        log_path = Path(log_path)
+        archive = log_path.with_name(f".{log_path.name}.attempts")
+        earlier = next((path.read_text(errors="replace") for path in (archive, log_path)
+                        if path.exists()), "")
+        for path in (log_path, archive):
+            path.write_text(earlier)
+            handlers.append(logging.FileHandler(path, mode="a"))
+        attempt = earlier.count(ATTEMPT_HEADER) + 1
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(message)s",
@@ -28,6 +46,10 @@ def setup_logging(log_path=None, level=logging.INFO):
         handlers=handlers,
         force=True,
     )
+    if log_path:
+        slurm_job = os.environ.get("SLURM_JOB_ID")
+        log.info("%s %d on %s%s =====", ATTEMPT_HEADER, attempt, socket.gethostname(),
+                 f", SLURM job {slurm_job}" if slurm_job else "")
 
 
 def run(snakemake, stage: Callable[..., object]):

@@ -5,19 +5,19 @@ split with the final model. Its learning rate is `make_schedule(policy, ...)` of
 optimizer's step counter; cyclical bounds come from the config or else from the target's
 LR-finder result.
 
-Every epoch the model, the optimizer state (its step counter included), the history so far
-and the elapsed time are checkpointed in a folder that is not a declared output. A rerun
-after a kill, a preemption or a time limit resumes after the last finished epoch, with the
-same learning rate at the same step and the same batches the uninterrupted run would see. On
-SIGTERM the job stops after the current batch and exits non-zero, so that Snakemake retries
-it; the checkpoint of the last finished epoch is already on disk. The checkpoint is deleted
-once every output is written.
+Every epoch is checkpointed (workflow_scripts.checkpoint) in a folder that is not a declared
+output. A rerun after a kill, a preemption or a time limit resumes after the last finished
+epoch and continues exactly as the uninterrupted run would have: same weights, optimizer
+step, learning rate, batches, dropout masks and augmentations. On SIGTERM the job stops after
+the current batch and exits non-zero, so that Snakemake retries it; the checkpoint of the
+last finished epoch is already on disk. The checkpoint of the last epoch stays after the
+outputs are written, and a rerun that finds it only evaluates: no finished epoch is trained
+twice, whatever Snakemake decided about the outputs.
 """
 
 import hashlib
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts import device as device_settings
+from workflow_scripts.checkpoint import Checkpoint, restore_random_streams
+from workflow_scripts.configuration import computation_settings
 from workflow_scripts.input_pipeline import (
     evaluation_dataset,
     load_target,
@@ -37,8 +39,8 @@ from workflow_scripts.input_pipeline import (
 )
 from workflow_scripts.metrics import epochs_to_target, summarize_predictions
 from workflow_scripts.models import build_model
-from workflow_scripts.policies import lr_bounds
-from workflow_scripts.schedules import make_schedule, schedule_params, schedule_values
+from workflow_scripts.policies import lr_bounds, schedule_params
+from workflow_scripts.schedules import make_schedule, schedule_values
 from workflow_scripts.stage import InputError, log, run
 
 EXIT_PREEMPTED = 128 + signal.SIGTERM  # what a shell reports for a SIGTERM'd process
@@ -55,6 +57,10 @@ def with_lr_finder_bounds(policy, settings, lr_finder_path):
         raise InputError(f"train.{' and train.'.join(needed)} not set for policy {policy!r} and "
                          "no LR-finder result given; set them or let the lr_finder rule run.")
     found = json.loads(Path(lr_finder_path).read_text())
+    if found.get("rule") is None:
+        raise InputError(f"{lr_finder_path}: the LR range test found no usable bounds "
+                         f"({found.get('verdict')}); rerun the lr_finder rule, or set "
+                         f"train.{' and train.'.join(needed)}.")
     filled = dict(settings)
     for name in needed:
         if filled.get(name) is None:
@@ -76,13 +82,14 @@ def make_optimizer(settings, learning_rate):
     return keras.optimizers.RMSprop(learning_rate, momentum=settings["momentum"])
 
 
-def compile_model(model, optimizer, jit_compile):
-    model.compile(
-        optimizer=optimizer,
-        loss="binary_crossentropy",
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auroc")],
-        jit_compile=jit_compile,
-    )
+def compile_model(model, optimizer, jit_compile, data_loss=False):
+    """Binary cross-entropy, accuracy and AUROC; with `data_loss`, also the cross-entropy
+    alone as a metric (the logged loss adds the head's regularization penalty)."""
+    metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auroc")]
+    if data_loss:
+        metrics.append(keras.metrics.BinaryCrossentropy(name="data_loss"))
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=metrics,
+                  jit_compile=jit_compile)
     return model
 
 
@@ -103,48 +110,6 @@ def new_model(arch, image_size, model_settings, train_settings, seed, xla):
         xla=xla,
         seed=seed,
     )
-
-
-class Checkpoint:
-    """The resumable state of one run, committed atomically by writing state.json last."""
-
-    def __init__(self, folder, fingerprint):
-        self.folder = Path(folder)
-        self.fingerprint = fingerprint
-
-    @property
-    def state_path(self):
-        return self.folder / "state.json"
-
-    def load(self):
-        """(model path, history rows, seconds) of the last finished epoch, or None."""
-        if not self.state_path.exists():
-            return None
-        state = json.loads(self.state_path.read_text())
-        if state.get("fingerprint") != self.fingerprint:
-            log.warning("checkpoint in %s is from other settings or data; starting afresh",
-                        self.folder)
-            self.clear()
-            return None
-        history = state["history"]
-        return self.folder / state["model"], history, state["seconds"]
-
-    def save(self, model, history, seconds):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        epoch = len(history)
-        model_name = f"model-epoch{epoch:04d}.keras"
-        model.save(self.folder / model_name)
-        state = {"fingerprint": self.fingerprint, "model": model_name, "history": history,
-                 "seconds": seconds}
-        temporary = self.folder / ".state.json.tmp"
-        temporary.write_text(json.dumps(state))
-        os.replace(temporary, self.state_path)
-        for old in self.folder.glob("model-epoch*.keras"):
-            if old.name != model_name:
-                old.unlink()
-
-    def clear(self):
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -188,6 +153,15 @@ def run_fingerprint(**facts):
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def data_fingerprint(*parts):
+    """Images and labels of the splits a run learns and validates on."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update("\n".join(part.image_index).encode())
+        digest.update(part.labels.tobytes())
+    return digest.hexdigest()
+
+
 def lr_per_step(schedule, history, steps_in_epoch):
     """The learning rate the optimizer used at every step of the run, with its epoch."""
     total = history[-1]["steps"]
@@ -207,50 +181,54 @@ class RunResult:
     predictions: pd.DataFrame
     metrics: dict
     model: keras.Model
-    checkpoint: Checkpoint
 
     def write(self, *, history, lr, predictions, metrics, model=None):
-        """Write the run's outputs; metrics.json last, then drop the checkpoint."""
+        """Write the run's outputs, metrics.json last. The checkpoint stays (see checkpoint)."""
         if model:
             self.model.save(model)
         self.history.to_csv(history, index=False)
         self.lr.to_csv(lr, index=False)
         self.predictions.to_parquet(predictions, index=False)
         write_json(metrics, self.metrics)
-        self.checkpoint.clear()
 
 
 def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy, seed,
               settings, model_settings, metrics_settings, image_size, lr_finder=None,
-              threads=1, target="target"):
+              threads=1, gpus=1, target="target"):
     """Train (or resume) one run and evaluate it on the test split.
 
+    `settings` are the train settings; of the job's resources in there (see
+    configuration.JOB_SETTINGS) only `threads` and `gpus`, given apart, are used.
     Returns a RunResult, or None when a SIGTERM stopped the run (its checkpoint is kept for
     the retry).
     """
-    device = device_settings.configure(settings, threads, seed)
-    settings = with_lr_finder_bounds(policy, settings, lr_finder)
+    device = device_settings.configure({**settings, "gpus": gpus}, threads, seed)
+    settings = with_lr_finder_bounds(policy, computation_settings(settings), lr_finder)
     images, parts = load_target(split, cache_images, cache_index, target)
     train, val, test = parts["train"], parts["val"], parts["test"]
     batch_size, epochs = settings["batch_size"], settings["epochs"]
-    steps = steps_per_epoch(train, batch_size)
+    steps = steps_per_epoch(train, batch_size, target)
     params = schedule_params(policy, settings, steps, epochs)
     schedule = make_schedule(policy, **params)
-    train_names = hashlib.sha256("\n".join(train.image_index).encode()).hexdigest()
+    # What the run computes, so that a retry with more time, memory or GPUs resumes.
     checkpoint = Checkpoint(checkpoint_dir, run_fingerprint(
         arch=arch, policy=policy, seed=seed, settings=settings, model=model_settings,
-        image_size=image_size, schedule=params, train_images=train_names))
+        image_size=image_size, schedule=params, data=data_fingerprint(train, val)))
     log.info("%s %s %s seed %d on %s: %d train / %d val / %d test images, %d steps per epoch, "
              "schedule %s", target, arch, policy, seed, device.description, len(train),
              len(val), len(test), steps, params)
 
-    resumed = checkpoint.load()
+    saved = checkpoint.load()
     with device.strategy.scope():
-        if resumed:
-            model_path, history, seconds = resumed
-            model = keras.models.load_model(model_path)
-            log.info("resuming after epoch %d from %s (optimizer step %d)", len(history),
-                     model_path, int(model.optimizer.iterations.numpy()))
+        if saved:
+            history, seconds = saved.history, saved.seconds
+            model = keras.models.load_model(saved.model_path)
+            restore_random_streams(model, saved.random_streams)
+            if len(history) < epochs:
+                log.info("resuming after epoch %d from %s (optimizer step %d)", len(history),
+                         saved.model_path, int(model.optimizer.iterations.numpy()))
+            else:
+                log.info("%s holds all %d epochs: evaluating only", saved.model_path, epochs)
         else:
             history, seconds = [], 0.0
             model = new_model(arch, image_size, model_settings, settings, seed, device.xla)
@@ -303,7 +281,7 @@ def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy,
                      "schedule": params},
     })
     return RunResult(history_frame, lr_per_step(schedule, history, steps), predictions, metrics,
-                     model, checkpoint)
+                     model)
 
 
 def request_stop(recorder):
@@ -334,6 +312,7 @@ def main(snakemake):
         image_size=snakemake.params.image_size,
         lr_finder=lr_finder,
         threads=snakemake.threads,
+        gpus=snakemake.resources.gpu,
         target=snakemake.wildcards.target,
     )
     if result is None:

@@ -24,9 +24,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from fake_runs import POLICIES, write_fake_results  # noqa: E402
+from fake_runs import write_fake_results  # noqa: E402
 
 from workflow_scripts.labels import DISEASES  # noqa: E402
+from workflow_scripts.policies import POLICIES  # noqa: E402
 from workflow_scripts.report import (  # noqa: E402
     ReportSettings,
     build_report,
@@ -114,7 +115,7 @@ def main():
     write_figures(overview, results / "report" / "figures")
     page = render_html("Comparison report", settings, tables,
                        {report.target: report.figures for report in reports}, overview,
-                       report_notes(settings, tables["missing_runs"]))
+                       report_notes(settings, tables["missing_runs"], DISEASES))
     (results / "report" / "report.html").write_text(page)
     finished = time.perf_counter()
 

@@ -14,9 +14,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[cpu,dev]"
-	@# NIH's real Data_Entry_2017_v2020.csv, as redistributed inside this wheel, for the
-	@# test that checks parse_metadata against the paper's Table 1 (the wheel is not installed).
+	@# NIH's real metadata files, as redistributed inside these wheels, for the tests that
+	@# check parse_metadata on them (the wheels are not installed): 1.5.7 holds
+	@# Data_Entry_2017_v2020.csv (the paper's Table 1), 0.0.20 the original Data_Entry_2017.csv.
 	$(BIN)/pip download --quiet --no-deps --dest $(VENV)/nih-metadata torchxrayvision==1.5.7
+	$(BIN)/pip download --quiet --no-deps --dest $(VENV)/nih-metadata torchxrayvision==0.0.20
 	touch $@
 
 demo: $(VENV)/.installed

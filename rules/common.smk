@@ -15,6 +15,7 @@ SEEDS = config["seeds"]
 IMAGE_SIZE = config["image_size"]
 CACHE_IMAGES = f"results/cache/{IMAGE_SIZE}/images.npy"
 CACHE_INDEX = f"results/cache/{IMAGE_SIZE}/index.parquet"
+CACHE_SUMMARY = f"results/cache/{IMAGE_SIZE}/summary.json"
 WEIGHTS_DIR = config["model"]["weights_dir"] or DEFAULT_DIR
 ALPHA = config["model"]["mobilenet_alpha"]
 # ImageNet weight files of the configured architectures that have them (AlexNet has none).

@@ -41,6 +41,7 @@ rule build_image_cache:
     output:
         images="results/cache/{size}/images.npy",
         index="results/cache/{size}/index.parquet",
+        summary="results/cache/{size}/summary.json",
     log:
         "logs/build_image_cache/{size}.log",
     params:

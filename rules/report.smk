@@ -23,6 +23,7 @@ TARGET_REPORT = "results/report/{target}"
 rule report_target:
     input:
         unpack(report_inputs),
+        cache_summary=CACHE_SUMMARY,
     output:
         html=f"{TARGET_REPORT}/report.html",
         tables=directory(f"{TARGET_REPORT}/tables"),
@@ -53,6 +54,7 @@ rule report_target:
 rule report:
     input:
         label_counts="results/labels/label_counts.csv",
+        cache_summary=CACHE_SUMMARY,
         target_reports=expand(rules.report_target.output.html, target=TARGETS),
         target_tables=expand(rules.report_target.output.tables, target=TARGETS),
         target_figures=expand(

@@ -1,7 +1,8 @@
 """Generated workflow results in the exact formats the stages write, without any training.
 
 `write_fake_results` fills a `results/` folder with what the report reads: label counts
-(parse_metadata), the split summary (split_summary), LR-finder results (lr_finder) and, per
+(parse_metadata), the split summary (split_summary), the image cache's data check
+(build_image_cache), LR-finder results (lr_finder) and, per
 target x architecture x policy x seed, a run folder as `workflow_scripts.train` writes it
 (history.csv, lr.csv, predictions.parquet, metrics.json). Scores are drawn so that a policy's
 `skill` sets how well it separates the classes; every metric in metrics.json is computed from
@@ -143,15 +144,32 @@ def write_label_counts(results):
     return counts
 
 
+def write_cache_summary(results, split_rows, image_size):
+    """results/cache/{image_size}/summary.json: every image of the splits found as a file."""
+    splits = {row["target"]: row["train"] + row["val"] + row["test"] for row in split_rows}
+    needed = sum(splits.values())
+    summary = {"image_size": image_size, "workers": 1, "images": needed, "needed": needed,
+               "found_as_files": needed, "found_in_archives": 0,
+               "found_as_files_and_in_archives": 0, "archives": 0, "missing": 0,
+               "unreadable": 0, "excluded": 0, "converted_from_rgba": needed // 200,
+               "seconds": needed / 150, "images_per_second": 150.0,
+               "splits": {target: {"needed": count, "cached": count}
+                          for target, count in splits.items()}}
+    folder = Path(results) / "cache" / str(image_size)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
 def write_fake_results(results, *, targets=("Effusion", "Pneumothorax"),
                        architectures=("mobilenet",), policies=POLICIES, seeds=(0, 1),
                        test_images=120, epochs=6, steps_per_epoch=8, gpus=0, skill=None,
-                       settings=None, lr_finder=True, bootstrap_samples=100):
+                       settings=None, lr_finder=True, bootstrap_samples=100, image_size=64):
     """Write a results folder; returns a dict with the settings per target and the test sets.
 
     `test_images`, `epochs` and `steps_per_epoch` may be dicts per target. With `lr_finder`
     the cyclical runs use LR-finder bounds (LR_FINDER_BOUNDS) and the finder's files are
-    written; otherwise `settings` must set base_lr and max_lr.
+    written; otherwise `settings` must set base_lr and max_lr. `image_size` names the cache
+    whose data check is written (64, as config/config.yaml).
     """
     results = Path(results)
     skill = {**DEFAULT_SKILL, **(skill or {})}
@@ -186,5 +204,6 @@ def write_fake_results(results, *, targets=("Effusion", "Pneumothorax"),
                               bootstrap_samples=bootstrap_samples)
     (results / "splits").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(split_rows).to_csv(results / "splits" / "summary.csv", index=False)
+    write_cache_summary(results, split_rows, image_size)
     return {"results": results, "tests": tests,
             "settings": {target: dict(settings) for target in targets}}

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import HEADER, write_data_entry
+from conftest import DIALECTS, HEADER, PUBLISHED_HEADS, data_entry_bytes, write_data_entry
 
 from workflow_scripts.labels import DISEASES, LABELS
 from workflow_scripts.parse_metadata import label_counts, parse_metadata, write_outputs
@@ -21,7 +21,20 @@ ROWS = [
 
 
 @pytest.mark.parametrize("dialect", ["v2020", "2017"])
-def test_both_dialects_give_the_same_typed_table(tmp_path, dialect):
+def test_fixtures_reproduce_the_published_files_byte_for_byte(dialect):
+    age = 57 if dialect == "v2020" else 58
+    first_row = [("Cardiomegaly", 1, 0, age, (2682, 2749))]
+    assert data_entry_bytes(first_row, dialect) == PUBLISHED_HEADS[dialect]
+
+
+def test_the_padded_2017_fixture_ends_every_line_with_a_comma():
+    lines = data_entry_bytes(ROWS, "2017 padded").split(b"\n")
+    assert lines[-1] == b"" and all(line.endswith(b",") for line in lines[:-1])
+    assert all(line.count(b",") == 11 for line in lines[:-1])
+
+
+@pytest.mark.parametrize("dialect", list(DIALECTS))
+def test_every_published_form_gives_the_same_typed_table(tmp_path, dialect):
     table, summary = parse_metadata(write_data_entry(tmp_path / "d.csv", ROWS, dialect))
     assert summary["dialect"] == dialect
     assert list(table["image_index"]) == [f"{p:08d}_{f:03d}.png" for _, p, f, _ in ROWS]
@@ -81,8 +94,11 @@ def test_outputs_follow_the_contract(tmp_path):
 
 def write_text(tmp_path, text):
     path = tmp_path / "bad.csv"
-    path.write_text(text)
+    path.write_bytes(text.encode())
     return path
+
+
+ROW_2017 = "00000001_000.png,Mass,000,00000001,057Y,M,PA,2500,2048,0.143,0.143"
 
 
 @pytest.mark.parametrize(
@@ -106,9 +122,19 @@ def write_text(tmp_path, text):
          r"column 'follow_up' holds non-numeric values on line\(s\) \[2\]"),
         (HEADER + "\n00000001_000.png,Mass,0,1,50,X,PA,2500,2048,0.143,0.143\n",
          r"column 'sex' must be one of M, F"),
+        (HEADER + ",\r\n" + ROW_2017 + "\r\n" + ROW_2017.replace("_000", "_001")
+         + ",\r\n",
+         r"1 malformed row\(s\), e\.g\. line 3: expected 11 fields, found 12.*2017 form"),
+        (HEADER + ",\n" + ROW_2017 + ",\n" + ROW_2017.replace("_000", "_001") + "\n",
+         r"line 3: expected 12 fields, found 11.*2017 padded form"),
+        (HEADER + ",\r\n" + ROW_2017.replace(",0.143,0.143", ",0.143") + "\r\n",
+         r"line 2: expected 11 fields, found 10"),
+        (HEADER + ",\n" + ROW_2017 + ",\n" + ROW_2017.replace("_000", "_001") + ",x\n",
+         r"line\(s\) \[3\] hold a value in the 12th field"),
     ],
     ids=["empty", "header-only", "missing-column", "malformed-row", "unknown-label",
-         "no-finding-combined", "duplicate-image", "bad-age", "bad-number", "bad-sex"],
+         "no-finding-combined", "duplicate-image", "bad-age", "bad-number", "bad-sex",
+         "2017-row-padded", "padded-row-not", "2017-row-short", "padded-field-filled"],
 )
 def test_bad_input_names_the_file_and_the_row(tmp_path, content, expected):
     with pytest.raises(InputError, match=expected):

@@ -28,6 +28,7 @@ from workflow_scripts.report import (
     ReportSettings,
     build_report,
     build_target_report,
+    read_data_check,
     read_target_report,
     report_notes,
     write_figures,
@@ -320,6 +321,22 @@ def build_small(results, info, settings):
         label_counts=pd.read_csv(results / "labels" / "label_counts.csv"),
         split_summary=pd.read_csv(results / "splits" / "summary.csv"),
         lr_finder_paths=sorted((results / "lr_finder" / "Effusion").glob("*.json")))
+
+
+def test_the_image_data_check_shows_under_table_1(small):
+    results, info, grid = small
+    settings = settings_for(grid)
+    check = read_data_check(results / "cache" / "64" / "summary.json")
+    page_path = results / "report" / "Effusion" / "report.html"
+    write_target_report(build_small(results, info, settings), page_path, settings, check)
+    page = html.unescape(page_path.read_text())
+    needed = check["splits"]["Effusion"]["needed"]
+    text = (f"The splits need {needed:,} images: {needed:,} found as PNG files and 0 in 0 "
+            f"archive(s); 0 missing and 0 unreadable, excluded; {needed // 200} converted "
+            f"from RGBA to gray. {needed:,} images cached at 64 px")
+    assert page.index(TABLES["table1_label_counts"][0]) < page.index(text) \
+        < page.index(TABLES["table2_split_sizes"][0])
+    assert f'<td class="text">Effusion</td><td>{needed}</td><td>{needed}</td>' in page
 
 
 def test_allow_missing_reports_the_runs_that_exist_and_lists_the_others(small):

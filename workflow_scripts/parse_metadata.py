@@ -1,11 +1,13 @@
 """Stage `parse_metadata`: the NIH Data_Entry CSV to typed label tables.
 
-Reads both published dialects of the metadata file:
+Reads every published form of the metadata file:
 
 - `Data_Entry_2017_v2020.csv`: 11 fields per row (the header's brackets hold commas, so
   `OriginalImage[Width,Height]` is two fields), plain integer ids and ages.
-- `Data_Entry_2017.csv`: the same plus a trailing comma (an empty 12th field), zero-padded
-  ids, and ages as strings in years, months or days (`058Y`, `003M`, `010D`).
+- `Data_Entry_2017.csv` as NIH published it: the same 11 fields per row with zero-padded ids
+  and ages as strings in years, months or days (`058Y`, `003M`, `010D`), but a header that
+  ends with a comma (12 fields) and CRLF line ends.
+- the same file as some copies redistribute it, every row padded with the empty 12th field.
 
 Writes `labels.parquet` (one typed row per image, one boolean column per label),
 `label_counts.csv` (the paper's Table 1: images carrying only that label, and images carrying
@@ -48,9 +50,11 @@ SHOWN = 5  # offending rows or names quoted in an error message
 
 
 def read_header(path):
-    """Return the header fields and the dialect ('v2020' or '2017') of a Data_Entry CSV."""
+    """Return the header fields and the dialect of a Data_Entry CSV: 'v2020', '2017' (only
+    the header ends with a comma) or '2017 padded' (every row does)."""
     with open(path, encoding="utf-8-sig") as handle:
         first = handle.readline().rstrip("\r\n")
+        second = handle.readline().rstrip("\r\n")
     if not first:
         raise InputError(
             f"{path}: the file is empty. Point data.metadata at the NIH Data_Entry CSV."
@@ -65,13 +69,17 @@ def read_header(path):
             f"{path}: header lacks required column(s) {', '.join(map(repr, missing))}. "
             f"Expected the NIH header: {','.join(FIELDS)}."
         )
-    return fields, trailing_comma
+    if not trailing_comma:
+        return fields, "v2020"
+    # The first row tells which 2017 form this is; a row unlike it is malformed.
+    return fields, ("2017 padded" if second.endswith(",") else "2017")
 
 
 def read_rows(path):
     """Read the CSV as strings, one column per header field; malformed rows are an error."""
-    fields, trailing_comma = read_header(path)
-    names = [f"field_{i}" for i in range(len(fields))] + (["trailing"] if trailing_comma else [])
+    fields, dialect = read_header(path)
+    padded = dialect == "2017 padded"
+    names = [f"field_{i}" for i in range(len(fields))] + (["trailing"] if padded else [])
     bad_rows = []
 
     def reject(row):
@@ -96,17 +104,21 @@ def read_rows(path):
     if bad_rows:
         raise InputError(
             f"{path}: {len(bad_rows)} malformed row(s), e.g. " + "; ".join(bad_rows[:SHOWN])
-            + ". Every row needs the header's fields (v2020: 11; the 2017 file: 12 with a "
-            "trailing comma); re-download the file or fix those lines."
+            + f". Read as the {dialect} form, in which every row has {len(names)} fields "
+            "(the first data row decides whether rows end with an empty 12th field); "
+            "re-download the file or fix those lines."
         )
     if table.num_rows == 0:
         raise InputError(f"{path}: the CSV has a header but no rows.")
     frame = table.to_pandas()
     renamed = {f"field_{i}": FIELDS[name] for i, name in enumerate(fields) if name in FIELDS}
     frame = frame.rename(columns=renamed)[list(FIELDS.values())]
-    if trailing_comma and (table.column("trailing").to_pandas() != "").any():
-        raise InputError(f"{path}: the 12th field after the trailing comma must be empty.")
-    return frame, ("2017" if trailing_comma else "v2020")
+    if padded:
+        filled = table.column("trailing").to_pandas() != ""
+        if filled.any():
+            raise InputError(f"{path}: line(s) {line_numbers(filled)} hold a value in the 12th "
+                             "field, after the trailing comma; it must be empty.")
+    return frame, dialect
 
 
 def line_numbers(mask):

@@ -173,14 +173,20 @@ def report_notes(settings, missing, targets):
     return notes
 
 
-def write_target_report(report, html_path, settings):
-    """report.html, tables/*.csv and figures/*.png in the folder of `html_path`."""
+def write_target_report(report, html_path, settings, data_check=None):
+    """report.html, tables/*.csv and figures/*.png in the folder of `html_path`; the image
+    cache's `data_check` (its summary.json) shows under Table 1."""
     folder = Path(html_path).parent
     write_tables(report.tables, folder / "tables")
     write_figures(report.figures, folder / "figures")
     title = f"Learning-rate policies on {report.target}"
     Path(html_path).write_text(render_html(title, settings, report.tables, {report.target:
-                                           report.figures}, {}, report.notes))
+                                           report.figures}, {}, report.notes, data_check))
+
+
+def read_data_check(path):
+    """The image cache's data check, as build_image_cache writes it."""
+    return json.loads(Path(path).read_text())
 
 
 def read_target_report(folder):
@@ -252,7 +258,8 @@ def write_target(snakemake):
         label_counts=pd.read_csv(snakemake.input.label_counts),
         split_summary=pd.read_csv(snakemake.input.split_summary),
         lr_finder_paths=[p for p in snakemake.input.lr_finder if p.endswith(".json")])
-    write_target_report(report, snakemake.output.html, settings)
+    write_target_report(report, snakemake.output.html, settings,
+                        read_data_check(snakemake.input.cache_summary))
     log.info("%s: %d runs reported, %d missing", target,
              int(report.tables["table5_results"]["seeds"].sum()),
              len(report.tables["missing_runs"]))
@@ -270,7 +277,8 @@ def write_report(snakemake):
     notes = report_notes(settings, tables["missing_runs"], settings.grid.targets)
     Path(snakemake.output.html).write_text(render_html(
         "Learning-rate policies on chest X-rays: comparison report", settings, tables,
-        {report.target: report.figures for report in target_reports}, overview, notes))
+        {report.target: report.figures for report in target_reports}, overview, notes,
+        read_data_check(snakemake.input.cache_summary)))
     log.info("report of %d targets written to %s", len(target_reports), snakemake.output.html)
 
 

@@ -80,11 +80,11 @@ def display_columns(table):
     return shown, companions
 
 
-def table_view(name, table, drop=()):
-    """A table as the template shows it: title, description, and header and body cells, each
-    (text, CSS classes). A column `x_sd` shows in x's cell as 'x ± sd', and `x_ci_low` and
-    `x_ci_high` as 'x [low, high]'."""
-    title, description = TABLES[name]
+def table_view(table, name=None, drop=()):
+    """A table as the template shows it: the title and description of report table `name`
+    (none without), and header and body cells, each (text, CSS classes). A column `x_sd`
+    shows in x's cell as 'x ± sd', and `x_ci_low` and `x_ci_high` as 'x [low, high]'."""
+    title, description = TABLES[name] if name else (None, None)
     table = table.drop(columns=[c for c in drop if c in table.columns])
     kinds = set(table["device_kind"].dropna()) if "device_kind" in table.columns else set()
     kind = kinds.pop() if len(kinds) == 1 else "mixed"
@@ -125,10 +125,24 @@ def rows_of(table, target):
     return table[table["target"] == target] if "target" in table.columns else table
 
 
-def render_html(title, settings, tables, target_figures, overview_figures, notes):
+def data_check_view(check):
+    """The image cache's data check (build_image_cache's summary.json), under Table 1."""
+    text = (f"The splits need {check['needed']:,} images: {check['found_as_files']:,} found as "
+            f"PNG files and {check['found_in_archives']:,} in {check['archives']} archive(s); "
+            f"{check['missing']:,} missing and {check['unreadable']:,} unreadable, excluded; "
+            f"{check['converted_from_rgba']:,} converted from RGBA to gray. "
+            f"{check['images']:,} images cached at {check['image_size']} px in "
+            f"{check['seconds']:.0f} s. Per split, the images it needs and how many are "
+            "cached:")
+    splits = pd.DataFrame([{"split": name, **counts} for name, counts in check["splits"].items()])
+    return {"text": text, "table": table_view(splits)}
+
+
+def render_html(title, settings, tables, target_figures, overview_figures, notes,
+                data_check=None):
     """The report as one HTML document. `tables` hold the rows of every target shown;
     `target_figures` maps each target shown to its figures; `overview_figures` are the
-    all-target figures (none in a one-target report)."""
+    all-target figures (none in a one-target report); `data_check` the image cache's."""
     grid = settings.grid
     targets = [t for t in grid.targets if t in target_figures]
     label_figure = overview_figures.get("label_distribution") or (
@@ -137,7 +151,7 @@ def render_html(title, settings, tables, target_figures, overview_figures, notes
         "target": target,
         "summary": summarize_target(target, tables["table7_policies"],
                                     settings.present_baselines, settings.level),
-        "tables": [table_view(name, rows_of(tables[name], target), drop=("target",))
+        "tables": [table_view(rows_of(tables[name], target), name, drop=("target",))
                    for name in ("table5_results", "table6_architectures", "table7_policies",
                                 "table8_clr_parameters")],
         "figures": [figure_view(name, target_figures[target][name],
@@ -150,11 +164,12 @@ def render_html(title, settings, tables, target_figures, overview_figures, notes
         overview=(figure_view("policy_overview", overview_figures["policy_overview"],
                               "Policies on every target")
                   if "policy_overview" in overview_figures else None),
-        data_tables=[table_view(name, tables[name]) for name in
+        data_tables=[table_view(tables[name], name) for name in
                      ("table1_label_counts", "table2_split_sizes", "table3_batches",
                       "table4_optimizers")],
         label_figure=(figure_view("label_distribution", label_figure, "Label distribution")
                       if label_figure else None),
-        missing=(table_view("missing_runs", tables["missing_runs"])
+        data_check=data_check_view(data_check) if data_check else None,
+        missing=(table_view(tables["missing_runs"], "missing_runs")
                  if not tables["missing_runs"].empty else None),
         method=method_text(settings, tables["table7_policies"]))

@@ -47,7 +47,8 @@ def main():
     batch, steps, warmup = (8, 2, 1) if quick else (64, 60, 10)
     data_dir = out / "data"
     pngs = measure.write_radiographs(data_dir / "png1024", 16 if quick else 300)
-    measure.build_cache_for(pngs, data_dir / "cache", 224, workers=os.cpu_count() or 1)
+    measure.cache_rates(pngs, [data_dir / "png1024"], data_dir / "cache", 224,
+                        workers=os.cpu_count() or 1, repeats=1)
     images, data = measure.cached_split(data_dir / "cache", 2000)
     results = {"machine": f"{gpu_name()}; {os.cpu_count()} CPU cores, {platform.machine()}",
                "date": time.strftime("%Y-%m-%d"), "batch_size": batch, "steps": steps,

@@ -106,64 +106,38 @@ def paper_epoch(paths, size, seed=0):
 
 # -- the product's input pipeline ---------------------------------------------------------
 
-def build_cache_for(paths, folder, size, workers, repeats=5):
-    """The cache builder's best of `repeats` runs. The decoder is compiled (or loaded from
-    Numba's cache) first: that happens once per job, whatever its size, and is not a rate."""
+def cache_rates(paths, roots, folder, size, workers, repeats=5):
+    """The cache builder's images/s over the images named like the PNG files `paths`, found
+    under each of `roots`: the best of `repeats` runs per root, the roots alternated so that
+    a slow spell of the machine does not fall on one of them only."""
     from workflow_scripts.build_image_cache import build_cache
-    from workflow_scripts.png_decoder import compile_decoder
 
-    compile_decoder()
     names = sorted({Path(p).name for p in paths})
-    runs = [build_cache(names, Path(paths[0]).parent, size, Path(folder) / "images.npy",
-                        Path(folder) / "index.parquet", workers=workers)
-            for _ in range(repeats)]
-    return max(runs, key=lambda run: run["images_per_second"])
+    best = [0.0] * len(roots)
+    for _ in range(repeats):
+        for number, root in enumerate(roots):
+            run = build_cache(names, root, size, Path(folder) / "images.npy",
+                              Path(folder) / "index.parquet", workers=workers)
+            best[number] = max(best[number], run["images_per_second"])
+    return best
 
 
-PNG_FILTERS = ("NONE", "SUB", "UP", "AVG", "PAETH")
+def write_archives(paths, folder, archives=2):
+    """The PNG files `paths` as NIH ships them: images_001.tar.gz ... holding images/<name>,
+    dealt out in turn. Reused if present."""
+    import tarfile
 
-
-def decoders():
-    """PNG bytes -> 8-bit gray, by the product's decoder and by the fastest general ones."""
-    import cv2
-
-    from workflow_scripts.png_decoder import compile_decoder, decode_gray, decode_with_wuffs
-
-    compile_decoder()
-    return {"product": decode_gray,
-            "wuffs": decode_with_wuffs,
-            "libpng": lambda data: cv2.imdecode(np.frombuffer(data, np.uint8),
-                                                cv2.IMREAD_GRAYSCALE)}
-
-
-def decode_milliseconds(paths, repeats=3):
-    """Milliseconds per 1024 px PNG for each decoder (best of `repeats` passes), on the files
-    as written and re-encoded with each of PNG's five row filters: decoding time depends on
-    the filter the writer chose, and writers differ (libpng picks Average on noisy films).
-    All three run in the same process, under the malloc settings the cache builder uses."""
-    import cv2
-
-    from workflow_scripts.build_image_cache import reuse_freed_buffers
-
-    reuse_freed_buffers()
-
-    originals = [Path(p).read_bytes() for p in paths]
-    images = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-              for data in originals]
-    files = {"as written": originals}
-    for name in PNG_FILTERS:
-        flag = getattr(cv2, f"IMWRITE_PNG_FILTER_{name}")
-        files[name] = [cv2.imencode(".png", image, [cv2.IMWRITE_PNG_FILTER, flag])[1].tobytes()
-                       for image in images]
-    result = {}
-    by_decoder = decoders()
-    for variant, datas in files.items():
-        result[variant] = {}
-        for decoder, decode in by_decoder.items():
-            best = min(timed(lambda d=decode, f=datas: [d(x) for x in f])[0]
-                       for _ in range(repeats))
-            result[variant][decoder] = 1000 * best / len(datas)
-    return result
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in range(archives):
+        archive = folder / f"images_{number + 1:03d}.tar.gz"
+        if not archive.exists():
+            temporary = archive.with_name(f".{archive.name}.tmp")
+            with tarfile.open(temporary, "w:gz") as tar:
+                for path in paths[number::archives]:
+                    tar.add(path, arcname=f"images/{Path(path).name}")
+            temporary.rename(archive)
+    return folder
 
 
 def cached_split(cache_folder, count):

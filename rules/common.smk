@@ -4,6 +4,8 @@ import re
 # Snakemake puts this folder on sys.path, here and in every rule script, so the
 # workflow_scripts package imports in whatever environment a job runs.
 from workflow_scripts.policies import lr_bounds, schedule_twin
+from workflow_scripts.image_cache import CACHE
+from workflow_scripts.image_cache import FILES as CACHE_FILE_NAMES
 from workflow_scripts.report_contents import TARGET_FIGURES
 from workflow_scripts.runs import RUN, checkpoint_folder, output_files
 from workflow_scripts.weights import DEFAULT_DIR, weight_file, weight_url
@@ -13,9 +15,12 @@ ARCHITECTURES = config["architectures"]
 POLICIES = config["policies"]
 SEEDS = config["seeds"]
 IMAGE_SIZE = config["image_size"]
-CACHE_IMAGES = f"results/cache/{IMAGE_SIZE}/images.npy"
-CACHE_INDEX = f"results/cache/{IMAGE_SIZE}/index.parquet"
-CACHE_SUMMARY = f"results/cache/{IMAGE_SIZE}/summary.json"
+CACHE_FILES = {
+    name: f"{CACHE}/{file}".format(size=IMAGE_SIZE) for name, file in CACHE_FILE_NAMES.items()
+}
+CACHE_IMAGES = CACHE_FILES["images"]
+CACHE_INDEX = CACHE_FILES["index"]
+CACHE_SUMMARY = CACHE_FILES["summary"]
 WEIGHTS_DIR = config["model"]["weights_dir"] or DEFAULT_DIR
 ALPHA = config["model"]["mobilenet_alpha"]
 # ImageNet weight files of the configured architectures that have them (AlexNet has none).

@@ -39,9 +39,7 @@ rule build_image_cache:
         splits=expand("results/splits/{target}.parquet", target=TARGETS),
         images=images_root(),
     output:
-        images="results/cache/{size}/images.npy",
-        index="results/cache/{size}/index.parquet",
-        summary="results/cache/{size}/summary.json",
+        **{name: f"{CACHE}/{file}" for name, file in CACHE_FILE_NAMES.items()},
     log:
         "logs/build_image_cache/{size}.log",
     params:

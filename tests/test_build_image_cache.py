@@ -13,9 +13,9 @@ from workflow_scripts.build_image_cache import (
     build_cache,
     data_check,
     decode_gray,
-    load_cache,
     resize_area,
 )
+from workflow_scripts.image_cache import load_cache
 from workflow_scripts.stage import InputError
 
 

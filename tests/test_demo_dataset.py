@@ -11,7 +11,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from workflow_scripts.build_image_cache import decode_image
+from workflow_scripts.build_image_cache import decode_gray
 from workflow_scripts.configuration import check_config
 from workflow_scripts.demo import writer
 from workflow_scripts.demo.anatomy import patient_anatomy, posed
@@ -123,7 +123,8 @@ def test_rgba_images_are_opaque_and_read_as_gray(dataset):
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         assert (image[:, :, 3] == 255).all()
         assert (image[:, :, 0] == image[:, :, 1]).all() and (image[:, :, 1] == image[:, :, 2]).all()
-        gray = decode_image(path, 48)  # the workflow's own reader
+        gray, converted = decode_gray(path.read_bytes())  # the workflow's own reader
+        assert converted
         assert np.abs(gray.astype(int) - image[:, :, 0]).max() <= 1
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.build_image_cache import load_cache  # noqa: F401 - documents the format
+from workflow_scripts.image_cache import write_index
 
 
 def write_tiny_target(folder, size=32, n_patients=120, seed=0):
@@ -34,6 +34,5 @@ def write_tiny_target(folder, size=32, n_patients=120, seed=0):
     split_path = folder / "split.parquet"
     frame.to_parquet(split_path, index=False)
     np.save(folder / "images.npy", images)
-    pd.DataFrame({"image_index": frame["image_index"], "row": np.arange(len(frame))}
-                 ).to_parquet(folder / "index.parquet", index=False)
+    write_index(folder / "index.parquet", frame["image_index"])
     return split_path, folder / "images.npy", folder / "index.parquet"

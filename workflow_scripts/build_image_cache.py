@@ -16,7 +16,6 @@ leaves nothing that looks finished.
 """
 
 import json
-import os
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -28,8 +27,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from workflow_scripts.image_cache import create_images, keep_rows, open_images, write_index
 from workflow_scripts.image_sources import ArchiveError, find_images, png_members
-from workflow_scripts.stage import InputError, log, run
+from workflow_scripts.stage import InputError, atomic_path, log, run
 
 SHOWN = 5  # names quoted in an error message
 CHUNK = 64  # images per task: large enough to amortize scheduling, small enough to balance
@@ -98,7 +98,7 @@ def decode_into(array, row, data, size, done, where):
 
 def decode_files(array_path, rows_and_paths, size):
     """Worker: decode loose PNG files into their rows of the memory-mapped array."""
-    array = np.load(array_path, mmap_mode="r+")
+    array = open_images(array_path, writable=True)
     done = Decoded()
     for row, path in rows_and_paths:
         try:
@@ -114,7 +114,7 @@ def decode_files(array_path, rows_and_paths, size):
 
 def decode_archive(array_path, archive, rows, size):
     """Worker: stream one archive and decode the members named in `rows` (name -> row)."""
-    array = np.load(array_path, mmap_mode="r+")
+    array = open_images(array_path, writable=True)
     done = Decoded(archive_names={archive: []})
     names = done.archive_names[archive]
     try:
@@ -171,14 +171,8 @@ def build_cache(names, root, size, array_path, index_path, workers=1, skip_unrea
     candidates = names if sources.archives else in_files
     rows = {name: row for row, name in enumerate(candidates)}
     from_archives = {name: rows[name] for name in candidates if name not in sources.files}
-    array_path, index_path = Path(array_path), Path(index_path)
-    array_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary_array = array_path.with_name(f".{array_path.stem}.tmp.npy")
-    temporary_index = index_path.with_name(f".{index_path.name}.tmp")
-    try:
-        array = np.lib.format.open_memmap(temporary_array, mode="w+", dtype=np.uint8,
-                                          shape=(len(candidates), size, size))
-        del array
+    with atomic_path(array_path) as temporary_array, atomic_path(index_path) as temporary_index:
+        create_images(temporary_array, len(candidates), size)
         files = [(rows[name], sources.files[name]) for name in in_files]
         # Archives first: each is one long task, and loose files fill the other workers.
         tasks = [(decode_archive, (temporary_array, archive, from_archives, size))
@@ -211,16 +205,10 @@ def build_cache(names, root, size, array_path, index_path, workers=1, skip_unrea
             log.warning("excluded missing image %s", name)
         keep = np.asarray(sorted(done.rows), dtype=np.int64)
         if len(keep) < len(candidates):
-            compact_unreadable(temporary_array, keep)
+            # Drop the rows of unreadable images.
+            keep_rows(temporary_array, keep, temporary_array.with_suffix(".compact.npy"))
         kept_names = np.asarray(candidates, dtype=object)[keep]
-        pd.DataFrame({"image_index": pd.array(kept_names, dtype="string"),
-                      "row": np.arange(len(kept_names), dtype=np.int64)}
-                     ).to_parquet(temporary_index, index=False)
-        os.replace(temporary_array, array_path)
-        os.replace(temporary_index, index_path)
-    finally:
-        temporary_array.unlink(missing_ok=True)
-        temporary_index.unlink(missing_ok=True)
+        write_index(temporary_index, kept_names)
     seconds = time.perf_counter() - start_time
     return {
         "images": len(kept_names),
@@ -249,25 +237,6 @@ def check_missing(missing, root, skip_unreadable):
         )
 
 
-def compact_unreadable(array_path, keep):
-    """Drop the rows of unreadable images, rewriting the array in place of the old one."""
-    old = np.load(array_path, mmap_mode="r")
-    compact_path = array_path.with_name(f".{array_path.stem}.compact.npy")
-    compact = np.lib.format.open_memmap(compact_path, mode="w+", dtype=np.uint8,
-                                        shape=(len(keep), *old.shape[1:]))
-    compact[:] = old[keep]
-    compact.flush()
-    del old, compact
-    os.replace(compact_path, array_path)
-
-
-def load_cache(array_path, index_path):
-    """The cache as (memory-mapped uint8 array, Series mapping image name to row)."""
-    array = np.load(array_path, mmap_mode="r")
-    index = pd.read_parquet(index_path)
-    return array, pd.Series(index["row"].to_numpy(), index=index["image_index"].to_numpy())
-
-
 def data_check(stats, split_paths, index_path, size, workers):
     """The contents of summary.json: the builder's numbers, and per split (target) the
     images it needs and how many of them are in the cache."""
@@ -280,13 +249,6 @@ def data_check(stats, split_paths, index_path, size, workers):
     return {"image_size": size, "workers": workers, **stats, "splits": splits}
 
 
-def write_json(path, data):
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(temporary, path)
-
-
 def main(snakemake):
     size, workers = int(snakemake.wildcards.size), snakemake.threads
     names = images_in_splits(snakemake.input.splits)
@@ -294,7 +256,8 @@ def main(snakemake):
                         snakemake.output.index, workers=workers,
                         skip_unreadable=snakemake.params.skip_unreadable)
     summary = data_check(stats, snakemake.input.splits, snakemake.output.index, size, workers)
-    write_json(snakemake.output.summary, summary)
+    with atomic_path(snakemake.output.summary) as temporary:
+        temporary.write_text(json.dumps(summary, indent=2) + "\n")
     log.info("data check: the splits need %d images; found %d as PNG files and %d in %d "
              "archive(s) (%d both ways, read from the files), %d missing, %d unreadable, "
              "%d converted from RGBA to gray",

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from workflow_scripts.build_image_cache import load_cache
+from workflow_scripts.image_cache import load_cache
 from workflow_scripts.stage import InputError, log
 
 

@@ -142,7 +142,7 @@ def write_archives(paths, folder, archives=2):
 
 def cached_split(cache_folder, count):
     """SplitData of `count` rows cycling over the cache (a 2,000-image target)."""
-    from workflow_scripts.build_image_cache import load_cache
+    from workflow_scripts.image_cache import load_cache
     from workflow_scripts.input_pipeline import SplitData
 
     images, rows = load_cache(Path(cache_folder) / "images.npy",

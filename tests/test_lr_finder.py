@@ -10,7 +10,6 @@ import pytest
 import tensorflow as tf
 
 from workflow_scripts.lr_finder import CURVE_COLUMNS, LRFinderResult, find_lr
-from workflow_scripts.schedules import make_schedule
 
 
 def regression_data(batches=16, batch_size=32):
@@ -131,48 +130,9 @@ def test_a_non_finite_loss_stops_the_sweep():
     assert np.all(np.isfinite(result.curve["loss"].iloc[:-1]))
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"min_lr": 1.0, "max_lr": 1.0}, "min_lr must be below max_lr.*min_lr=1.0"),
-        ({"min_lr": 0.0}, "min_lr must be positive.*0.0"),
-        ({"max_lr": -1.0}, "max_lr.*-1.0"),
-        ({"num_steps": 2}, "num_steps must be an integer >= 3, got 2"),
-        ({"beta": 1.0}, r"beta must lie in \[0, 1\).*1.0"),
-        ({"stop_factor": 1.0}, "stop_factor must exceed 1.*1.0"),
-    ],
-)
-def test_bad_sweep_settings_name_themselves(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        find_lr(small_model(), regression_data(batches=2), **{"num_steps": 5, **kwargs})
-
-
-def test_models_the_sweep_cannot_drive_are_refused_untouched():
-    data = regression_data(batches=2)
-    scheduled = small_model(
-        optimizer=keras.optimizers.SGD(
-            make_schedule("triangular", base_lr=0.01, max_lr=0.1, step_size=2)
-        )
-    )
-    before = state_of(scheduled)
-    with pytest.raises(ValueError, match="float learning_rate"):
-        find_lr(scheduled, data, num_steps=5)
-    for saved, restored in zip(before, state_of(scheduled), strict=True):
-        np.testing.assert_array_equal(saved, restored)
-
-    uncompiled = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
-    with pytest.raises(ValueError, match="not compiled"):
-        find_lr(uncompiled, data, num_steps=5)
-
-    batched = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
-    batched.compile(optimizer="sgd", loss="mse", steps_per_execution=4)
-    with pytest.raises(ValueError, match="steps_per_execution=1"):
-        find_lr(batched, data, num_steps=5)
-
-    with pytest.raises(ValueError, match="no batches"):
-        find_lr(small_model(), data.take(0), num_steps=5)
-    with pytest.raises(ValueError, match="tf.data.Dataset"):
-        find_lr(small_model(), np.zeros((4, 8)), num_steps=5)
+def test_sweep_bounds_that_cross_are_named():
+    with pytest.raises(ValueError, match="min_lr must be below max_lr.*min_lr=1.0"):
+        find_lr(small_model(), regression_data(batches=2), num_steps=5, min_lr=1.0, max_lr=1.0)
 
 
 @pytest.mark.slow

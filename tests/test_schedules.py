@@ -234,11 +234,6 @@ def test_steps_from_epochs_rounds_and_is_at_least_one():
     assert steps_from_epochs(0.5, 541) == 271
     assert steps_from_epochs(0.5, 4) == 2
     assert steps_from_epochs(0.1, 3) == 1
-    for bad in (0, -1, float("nan"), "2"):
-        with pytest.raises(ValueError, match="step_size_epochs"):
-            steps_from_epochs(bad, 541)
-    with pytest.raises(ValueError, match="steps_per_epoch"):
-        steps_from_epochs(2, 0)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -272,37 +267,16 @@ def test_schedule_params_reports_a_missing_setting_by_its_key():
     without_reset = {k: v for k, v in PAPER_SETTINGS.items() if k != "reset_cycles"}
     params = schedule_params("modified_triangular2", without_reset, 541, 36)
     assert "reset_cycles" not in params and make_schedule("modified_triangular2", **params)
-    with pytest.raises(ValueError, match="total_epochs"):
-        schedule_params("one_cycle", PAPER_SETTINGS, steps_per_epoch=541, total_epochs=0)
-
-
-def test_unknown_policy_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="'cosine'.*constant, time_decay, triangular"):
-        make_schedule("cosine", learning_rate=0.1)
 
 
 @pytest.mark.parametrize(
     ("policy", "params", "message"),
     [
-        ("triangular", {**PNEUMOTHORAX, "decay": 0.1}, "does not take decay"),
-        ("constant", {"learning_rate": 0.1, "max_lr": 1.0}, "does not take max_lr"),
-        ("exp_range", PNEUMOTHORAX, "needs gamma"),
+        # The schema checks each setting alone; what two settings or the run's length decide
+        # is checked here.
         ("triangular", {"base_lr": 0.03, "max_lr": 0.03, "step_size": 10}, "base_lr=0.03"),
         ("triangular", {"base_lr": 0.1, "max_lr": 0.03, "step_size": 10}, "base_lr must be below"),
-        ("triangular", {"base_lr": 0.01, "max_lr": 0.03, "step_size": 0.5}, "step_size.*0.5"),
-        ("triangular", {"base_lr": 0.0, "max_lr": 0.03, "step_size": 10}, "base_lr.*0.0"),
-        ("triangular", {"base_lr": 0.01, "max_lr": math.inf, "step_size": 10}, "max_lr"),
-        ("constant", {"learning_rate": -0.1}, "learning_rate.*-0.1"),
-        ("constant", {"learning_rate": True}, "learning_rate.*True"),
-        ("time_decay", {"learning_rate": 0.1, "decay": -1e-4}, "decay.*-0.0001"),
-        ("exp_range", {**PNEUMOTHORAX, "gamma": 0.0}, r"gamma must lie in \(0, 1\].*0.0"),
-        ("exp_range", {**PNEUMOTHORAX, "gamma": 1.5}, "gamma.*1.5"),
-        ("modified_triangular2", {**PNEUMOTHORAX, "reset_cycles": 0}, "reset_cycles.*0"),
-        ("modified_triangular2", {**PNEUMOTHORAX, "reset_cycles": 1.5}, "reset_cycles.*1.5"),
-        ("one_cycle", {"max_lr": 0.1, "total_steps": 1}, "total_steps.*1"),
-        ("one_cycle", {"max_lr": 0.1, "total_steps": 100, "pct_start": 1.0}, "pct_start.*1.0"),
         ("one_cycle", {"max_lr": 0.1, "total_steps": 3, "pct_start": 0.3}, "warm-up"),
-        ("one_cycle", {"max_lr": 0.1, "total_steps": 100, "div_factor": 0.5}, "div_factor"),
     ],
 )
 def test_bad_parameters_name_themselves(policy, params, message):

@@ -122,19 +122,9 @@ class BoundsChoice:
                 "suggestions": {rule: pick.as_dict() for rule, pick in self.picks.items()}}
 
 
-def require_rule(rule, key="lr_finder.rule"):
-    if rule not in RULES:
-        raise InputError(f"{key}: unknown LR finder rule {rule!r}; valid rules: "
-                         f"{', '.join(RULES)}.")
-    return rule
-
-
 def usable_rows(curve):
-    """The curve's rows with a finite, positive lr and a finite data loss."""
-    missing = [name for name in ("step", "lr", "data_loss") if name not in curve.columns]
-    if missing:
-        raise InputError(f"LR finder curve lacks column(s) {', '.join(missing)}; the range "
-                         "test writes step, lr, loss, data_loss and penalty.")
+    """The curve's rows with a finite, positive lr and a finite data loss (the sweep may
+    end on a batch whose loss overflowed); InputError with fewer than 3."""
     lrs = curve["lr"].to_numpy(dtype=np.float64)
     losses = curve["data_loss"].to_numpy(dtype=np.float64)
     usable = curve[np.isfinite(lrs) & (lrs > 0) & np.isfinite(losses)]
@@ -170,7 +160,6 @@ def smoothed_data_loss(curve, decades):
 
 def pick(curve, rule, settings=CheckSettings()):
     """The row that `rule` picks: (usable rows, their smoothed data loss, index into them)."""
-    require_rule(rule)
     usable = usable_rows(curve)
     lrs = usable["lr"].to_numpy(dtype=np.float64)
     smoothed = centred_average(usable["data_loss"].to_numpy(np.float64),
@@ -281,10 +270,7 @@ def checked_picks(curve, stopped_early, settings=CheckSettings(), chance_loss=No
 
 def tried_rules(rule, fallback):
     """The configured rule, then the fallback unless it is 'none' or the same rule."""
-    require_rule(rule)
-    if fallback == "none":
-        return [rule]
-    return list(dict.fromkeys([rule, require_rule(fallback, "lr_finder.fallback")]))
+    return [rule] if fallback == "none" else list(dict.fromkeys([rule, fallback]))
 
 
 def choose_bounds(picks, rule, fallback):

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from workflow_scripts.policies import build_policy, require_integer
+from workflow_scripts.policies import build_policy
 
 
 @keras.saving.register_keras_serializable(package="clr")
@@ -38,6 +38,5 @@ def schedule_values(schedule, num_steps):
 
     A float64 array holding the float32 values the optimizer sees.
     """
-    num_steps = require_integer("num_steps", num_steps, minimum=1)
     values = schedule(ops.arange(num_steps, dtype="int64"))
     return np.asarray(ops.convert_to_numpy(values), dtype=np.float64).reshape(num_steps)

@@ -152,9 +152,9 @@ def run_metrics(targets=TARGETS):
 
 def report_inputs(wildcards):
     """What the report of one target reads: label counts, split summary, its LR-finder
-    results (`lr_finder_results`), and its run outputs. With
-    report.allow_missing, only runs (and LR-finder results) that exist, so that reporting
-    schedules no training."""
+    results (`lr_finder_results`), and its run outputs. With report.allow_missing, only runs
+    (and LR-finder results) that exist, so that reporting schedules no training; this is
+    the one place that decides it."""
     run_files = list(output_files(save_model=False).values())
     runs = [
         expand(run_files, target=target, arch=arch, policy=policy, seed=seed)
@@ -173,9 +173,8 @@ def report_inputs(wildcards):
 
 
 def final_outputs():
-    """Everything a full run makes. LR range tests run where a cyclical run takes its bounds
-    from them (the report's inputs), never just for their figure: a test that finds no usable
-    bounds stops its job."""
+    """Everything a full run makes. The LR range tests come in as the report's inputs
+    (`lr_finder_results`)."""
     return [
         "results/labels/label_counts.csv",
         "results/splits/summary.csv",

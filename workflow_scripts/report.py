@@ -18,6 +18,7 @@ import pandas as pd
 
 from workflow_scripts import report_figures as figures
 from workflow_scripts.checkpoint import retire_checkpoints
+from workflow_scripts.metrics import weighted_aurocs
 from workflow_scripts.report_contents import TARGET_TABLES
 from workflow_scripts.report_html import render_html
 from workflow_scripts.report_tables import (
@@ -36,6 +37,7 @@ from workflow_scripts.report_tables import (
     optimizer_table,
     ordered,
     policy_table,
+    resampled,
     results_table,
     split_table,
 )
@@ -106,7 +108,10 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
     runs, found = load_target_runs(run_folders, target, grid)
     missing = missing_runs(found, grid, target)
     baselines = settings.present_baselines
-    auroc, differences = auroc_statistics(runs, baselines, settings.samples, settings.level)
+    aurocs = (resampled(runs, weighted_aurocs, settings.samples) if not runs.runs.empty
+              else None)
+    auroc, differences = auroc_statistics(runs, baselines, settings.samples, settings.level,
+                                          aurocs)
     differences = judge_differences(differences, settings.multiplicity, settings.level,
                                     grid.shared_runs(target))
     reach = baseline_reach(runs.histories, baselines)
@@ -124,6 +129,8 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
         "missing_runs": missing,
     }
     colors = figures.policy_colors(grid.policies)
+    # Test labels and scores of the labels whose test images hold both classes.
+    scored = (runs.test_labels[:, runs.scored], runs.scores[:, :, runs.scored])
     kind = device_kind(runs.runs["gpus"]) if not runs.runs.empty else "mixed"
     architectures, policies = grid.architectures, grid.policies
     target_figures = {
@@ -137,8 +144,8 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
                                                        policies, baselines, colors),
         "accuracy_vs_device_time": figures.accuracy_vs_device_time(
             target, runs.histories, architectures, policies, baselines, colors, kind),
-        "roc_curves": figures.roc_curves(target, runs.test, runs.scores, runs.runs, auroc,
-                                         architectures, policies, colors),
+        "roc_curves": figures.roc_curves(target, *scored, runs.runs, auroc, architectures,
+                                         policies, colors),
         "auroc_by_policy": figures.auroc_by_policy(target, runs.runs, auroc, differences,
                                                    architectures, policies, baselines, colors,
                                                    settings.level),

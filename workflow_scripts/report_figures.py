@@ -318,20 +318,22 @@ def validation_curves(target, histories, architectures, policies, baselines, col
 
 
 def mean_roc(labels, scores):
-    """TPR on ROC_GRID (false-positive rates), averaged over the rows of `scores`."""
+    """TPR on ROC_GRID (false-positive rates), averaged over runs and labels: `labels` is
+    images x labels, `scores` runs x images x labels."""
     curves = []
     for run_scores in scores:
-        fpr, tpr, _ = roc_curve(labels, run_scores)
-        curves.append(np.interp(ROC_GRID, fpr, tpr))
+        for column in range(labels.shape[1]):
+            fpr, tpr, _ = roc_curve(labels[:, column], run_scores[:, column])
+            curves.append(np.interp(ROC_GRID, fpr, tpr))
     return np.mean(curves, axis=0)
 
 
-def roc_curves(target, test, scores, runs, auroc, architectures, policies, colors):
-    """Test ROC curve per policy (averaged over seeds at fixed false-positive rates), a panel
-    per architecture; the legend gives the mean AUROC."""
+def roc_curves(target, labels, scores, runs, auroc, architectures, policies, colors):
+    """Test ROC curve per policy (averaged over seeds, and over labels for a multi-label
+    target, at fixed false-positive rates), a panel per architecture; the legend gives the
+    mean AUROC. `labels` is test images x labels, `scores` runs x images x labels."""
     if runs.empty:
         return notice(f"ROC curves: {target}", "No finished runs.")
-    labels = test["label"].to_numpy()
     figure, axes = panels(1, len(architectures), 3.3, 3.3)
     for axis, arch in zip(axes[0], architectures, strict=True):
         for policy in policies:

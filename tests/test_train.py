@@ -228,9 +228,14 @@ def test_a_cyclical_run_without_bounds_or_lr_finder_result_stops_before_training
         with_lr_finder_bounds("triangular", settings, None)
     assert with_lr_finder_bounds("constant", settings, None) == settings
     found = tmp_path / "bounds.json"
-    found.write_text(json.dumps({"base_lr": 0.01, "max_lr": 0.04}))
+    found.write_text(json.dumps({"rule": "min_loss", "base_lr": 0.01, "max_lr": 0.04}))
     filled = with_lr_finder_bounds("one_cycle", settings, found)
     assert filled["max_lr"] == 0.04 and filled["base_lr"] is None
+    # A range test that found no usable bounds (run only to be shown) gives none.
+    found.write_text(json.dumps({"rule": None, "base_lr": None, "max_lr": None,
+                                 "verdict": "no usable bounds: ..."}))
+    with pytest.raises(InputError, match="found no usable bounds"):
+        with_lr_finder_bounds("one_cycle", settings, found)
 
 
 def test_a_split_without_test_positives_is_named(tmp_path):

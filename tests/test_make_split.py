@@ -1,8 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from snakemake.utils import validate
 
 from workflow_scripts.labels import DISEASES, LABELS, MULTILABEL, NO_FINDING
 from workflow_scripts.make_split import make_split, read_test_list, split_summary
@@ -130,6 +134,30 @@ def test_multilabel_with_the_test_list_has_exactly_the_listed_images_as_test(tmp
     check_split(labels, split, MULTILABEL)
     assert set(split.loc[split["split"] == "test", "image_index"]) == set(listed)
     assert len(split) == len(labels)
+
+
+def test_the_official_preset_puts_exactly_the_listed_images_into_every_targets_test_split(
+        tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((repo / "config" / "official.yaml").read_text())
+    validate(config, str(repo / "config" / "schema.yaml"))  # fills in the schema's defaults
+    labels = label_table(2500, 10)
+    # Disjoint by patient, as NIH's list: every fourth patient's images.
+    listed = set(labels.loc[labels["patient_id"] % 4 == 0, "image_index"])
+    path = tmp_path / "test_list.txt"
+    path.write_text("".join(f"{name}\n" for name in sorted(listed)))
+    test_images = read_test_list(path, labels)
+    assert MULTILABEL in config["targets"] and len(config["targets"]) == len(DISEASES) + 1
+    for target in config["targets"]:
+        split = make_split(labels, target, config["splits"], test_images)
+        check_split(labels, split, target)
+        in_test = set(split.loc[split["split"] == "test", "image_index"])
+        assert in_test == set(split["image_index"]) & listed, target
+        if target == MULTILABEL:
+            assert in_test == listed
+        else:  # every listed image of the disease is a test positive
+            carrying = set(labels.loc[labels[target], "image_index"])
+            assert carrying & listed <= in_test
 
 
 @pytest.mark.parametrize(

@@ -64,29 +64,45 @@ def patient_draws(n_patients, samples, seed):
     return [block.astype(np.min_scalar_type(block.max())) for block in blocks]
 
 
-def weighted_aurocs(labels, scores, patient_of_image, draws):
-    """AUROC of every run (rows of `scores`) under every resample (rows of the `draws` blocks).
+def weighted_ranking_statistics(labels, scores, patient_of_image, draws, auprc=True):
+    """(AUROC, AUPRC) of every run (rows of `scores`) under every resample (rows of the
+    `draws` blocks): two arrays runs x resamples (AUPRC None without `auprc`).
 
     An image weighs as much as its patient's draw count. The weighted AUROC is
     P(score_pos > score_neg) + P(tie) / 2 over weighted pairs (scikit-learn's with sample
     weights; the tests compare), computed from the cumulative negative weight below each
     positive image alone, one sort per run for all resamples: a report over thousands of runs
-    needs that speed. The cumulative weights are float32, exact for whole and half numbers
-    below 2**24; sums over images are float64. Returns an array runs x resamples.
+    needs that speed. The cumulative negative weights are float32, exact for whole and half
+    numbers below 2**24; sums over images are float64.
+
+    The AUPRC is scikit-learn's average precision with sample weights (the tests compare):
+    over the distinct scores that hold a positive image, highest first, the sum of (TP_n -
+    TP_n-1) / TP_total x precision_n, precision = TP / (TP + FP) counting everything scored
+    at least as high; from the same sort and cumulative negative weights, and the positives'
+    cumulative weights (whole counts, summed as integers). A resample without a positive
+    image gives NaN.
     """
     labels = np.asarray(labels).astype(bool)
-    values = np.empty((len(scores), sum(len(block) for block in draws)))
+    resamples = sum(len(block) for block in draws)
+    aurocs = np.empty((len(scores), resamples))
+    auprcs = np.empty((len(scores), resamples)) if auprc else None
     for row, run_scores in enumerate(scores):
         order = np.argsort(run_scores, kind="stable")
         positive = labels[order]
         sorted_scores = run_scores[order]
         negative_scores = sorted_scores[~positive]
-        below = np.searchsorted(negative_scores, sorted_scores[positive], "left")
-        up_to = np.searchsorted(negative_scores, sorted_scores[positive], "right")
+        positive_scores = sorted_scores[positive]
+        below = np.searchsorted(negative_scores, positive_scores, "left")
+        up_to = np.searchsorted(negative_scores, positive_scores, "right")
         positive_patients = patient_of_image[order][positive]
         negative_patients = patient_of_image[order][~positive]
+        # The AUPRC's thresholds: each run of equal positive scores, from its first positive
+        # to the first of the next run.
+        group_start = np.flatnonzero(np.r_[True, np.diff(positive_scores) != 0])
+        group_end = np.r_[group_start[1:], len(positive_scores)]
         column = 0
         for counts in draws:
+            block = slice(column, column + len(counts))
             positive_weights = np.take(counts, positive_patients, axis=1)
             cumulative = np.zeros((len(counts), len(negative_patients) + 1), np.float32)
             np.cumsum(np.take(counts, negative_patients, axis=1), axis=1, dtype=np.float32,
@@ -97,58 +113,42 @@ def weighted_aurocs(labels, scores, patient_of_image, draws):
                 pairs *= 0.5
             pairs *= positive_weights
             with np.errstate(invalid="ignore", divide="ignore"):
-                values[row, column:column + len(counts)] = pairs.sum(axis=1, dtype=np.float64) / (
+                aurocs[row, block] = pairs.sum(axis=1, dtype=np.float64) / (
                     positive_weights.sum(axis=1, dtype=np.float64) * cumulative[:, -1])
+            if auprc:
+                auprcs[row, block] = average_precisions(positive_weights, cumulative,
+                                                        below[group_start], group_start,
+                                                        group_end)
             column += len(counts)
-    return values
+    return aurocs, auprcs
+
+
+def average_precisions(positive_weights, negatives, negatives_below, group_start, group_end):
+    """The AUPRC of one run under a block of resamples, from the positives' weights (resamples
+    x positives, in ascending score), the negatives' cumulative weights (resamples x
+    negatives + 1, ascending) and per run of equal positive scores the negatives below it and
+    its first and past-last positive."""
+    positives = np.zeros((len(positive_weights), positive_weights.shape[1] + 1), np.int32)
+    np.cumsum(positive_weights, axis=1, dtype=np.int32, out=positives[:, 1:])
+    true_positives = (positives[:, -1:] - positives[:, group_start]).astype(np.float64)
+    gained = positives[:, group_end] - positives[:, group_start]
+    precision = negatives[:, -1:] - negatives[:, negatives_below] + true_positives
+    # Weights are whole counts: nothing at or above a score means no true positive either.
+    np.maximum(precision, 1.0, out=precision)
+    np.divide(true_positives, precision, out=precision)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.einsum("ij,ij->i", gained, precision) / positives[:, -1]
+
+
+def weighted_aurocs(labels, scores, patient_of_image, draws):
+    """The AUROCs of `weighted_ranking_statistics`: runs x resamples."""
+    return weighted_ranking_statistics(labels, scores, patient_of_image, draws,
+                                       auprc=False)[0]
 
 
 def weighted_average_precisions(labels, scores, patient_of_image, draws):
-    """AUPRC (scikit-learn's average precision with sample weights; the tests compare) of
-    every run (rows of `scores`) under every resample (rows of the `draws` blocks).
-
-    Thresholds are the distinct scores, highest first; at each, the weighted true positives
-    TP and false positives FP above it give precision TP / (TP + FP), and AP = sum of
-    (TP_n - TP_n-1) / TP_total x precision_n. Only thresholds whose scores include a positive
-    image add to the sum, so only those are evaluated, from cumulative weights of the
-    positive and the negative images (one sort per run for all resamples, float32 as in
-    `weighted_aurocs`). A resample without a positive image gives NaN. Returns an array
-    runs x resamples.
-    """
-    labels = np.asarray(labels).astype(bool)
-    values = np.empty((len(scores), sum(len(block) for block in draws)))
-    for row, run_scores in enumerate(scores):
-        order = np.argsort(-run_scores, kind="stable")
-        positive = labels[order]
-        sorted_scores = run_scores[order]
-        # The last image of each run of equal scores: a threshold counts everything up to it.
-        ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
-        positives_to_end = np.cumsum(positive)[ends]
-        with_positive = np.diff(positives_to_end, prepend=0) > 0
-        if not with_positive.any():
-            values[row] = np.nan
-            continue
-        positives_to_end = positives_to_end[with_positive]
-        negatives_to_end = (ends + 1)[with_positive] - positives_to_end
-        patients = patient_of_image[order]
-        column = 0
-        for counts in draws:
-            cumulative = {}
-            for name, chosen in (("positive", positive), ("negative", ~positive)):
-                running = np.zeros((len(counts), int(chosen.sum()) + 1), np.float32)
-                np.cumsum(np.take(counts, patients[chosen], axis=1), axis=1, dtype=np.float32,
-                          out=running[:, 1:])
-                cumulative[name] = running
-            true_positives = cumulative["positive"][:, positives_to_end].astype(np.float64)
-            false_positives = cumulative["negative"][:, negatives_to_end]
-            gained = np.diff(true_positives, axis=1, prepend=0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                precision = np.where(gained > 0,
-                                     true_positives / (true_positives + false_positives), 0.0)
-                values[row, column:column + len(counts)] = (gained * precision).sum(
-                    axis=1) / true_positives[:, -1]
-            column += len(counts)
-    return values
+    """The AUPRCs of `weighted_ranking_statistics`: runs x resamples."""
+    return weighted_ranking_statistics(labels, scores, patient_of_image, draws)[1]
 
 
 def patient_resamples(patients, samples, seed):
@@ -209,9 +209,8 @@ def label_summary(test_labels, test_scores, patient_of_image, draws, val_labels,
     The threshold chosen on validation is 0.5 where the validation split lacks a class."""
     test_labels = np.asarray(test_labels).astype(int)
     test_scores = np.asarray(test_scores, dtype=np.float64)
-    aurocs = weighted_aurocs(test_labels, test_scores[None], patient_of_image, draws)[0]
-    auprcs = weighted_average_precisions(test_labels, test_scores[None], patient_of_image,
-                                         draws)[0]
+    aurocs, auprcs = (values[0] for values in weighted_ranking_statistics(
+        test_labels, test_scores[None], patient_of_image, draws))
     threshold = (youden_threshold(val_labels, val_scores)
                  if len(np.unique(np.asarray(val_labels))) == 2 else 0.5)
     auroc_low, auroc_high = percentile_interval(aurocs, level)

@@ -21,7 +21,6 @@ import pandas as pd
 
 from workflow_scripts import report_figures as figures
 from workflow_scripts.checkpoint import retire_checkpoints
-from workflow_scripts.metrics import weighted_aurocs
 from workflow_scripts.report_contents import TARGET_TABLES
 from workflow_scripts.report_html import render_html
 from workflow_scripts.report_metrics import beyond_auroc_tables
@@ -113,8 +112,8 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
     runs, found = load_target_runs(run_folders, target, grid)
     missing = missing_runs(found, grid, target)
     baselines = settings.present_baselines
-    aurocs = (resampled(runs, weighted_aurocs, settings.samples) if not runs.runs.empty
-              else None)
+    aurocs, auprcs = (resampled(runs, settings.samples, auprc=True) if not runs.runs.empty
+                      else (None, None))
     auroc, differences = auroc_statistics(runs, baselines, settings.samples, settings.level,
                                           aurocs)
     differences = judge_differences(differences, settings.multiplicity, settings.level,
@@ -131,7 +130,7 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
         "table6_architectures": architecture_table(runs, grid),
         "table7_policies": policy_table(runs, auroc, differences, reach, baselines, grid),
         "table8_clr_parameters": clr_table(runs, train_settings, found, grid),
-        **beyond_auroc_tables(runs, auroc, aurocs, settings.samples, settings.level, grid),
+        **beyond_auroc_tables(runs, auroc, aurocs, auprcs, settings.level, grid),
         "missing_runs": missing,
     }
     colors = figures.policy_colors(grid.policies)

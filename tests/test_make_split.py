@@ -1,10 +1,14 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from snakemake.utils import validate
 
-from workflow_scripts.labels import DISEASES, LABELS, NO_FINDING
+from workflow_scripts.labels import DISEASES, LABELS, MULTILABEL, NO_FINDING
 from workflow_scripts.make_split import make_split, read_test_list, split_summary
 from workflow_scripts.stage import InputError
 
@@ -101,6 +105,59 @@ def test_official_test_list_is_the_test_split(tmp_path):
     check_split(labels, split, "Effusion")
     in_test = set(split.loc[split["split"] == "test", "image_index"])
     assert in_test == set(split["image_index"]) & set(listed)
+
+
+def test_multilabel_takes_every_image_with_a_column_per_disease():
+    labels = label_table(1500, 8)
+    split = make_split(labels, MULTILABEL, SETTINGS)
+    check_split(labels, split, MULTILABEL)
+    assert list(split.columns) == ["image_index", "patient_id", "label", *DISEASES, "split"]
+    assert len(split) == len(labels)
+    expected = labels.set_index("image_index").loc[split["image_index"]]
+    for disease in DISEASES:
+        assert split[disease].dtype == np.int8
+        np.testing.assert_array_equal(split[disease], expected[disease].astype(np.int8))
+    np.testing.assert_array_equal(split["label"], ~expected[NO_FINDING].to_numpy())
+    # Stratified by 'any disease': each split keeps about the images' share of it.
+    any_disease = split.groupby("split")["label"].mean()
+    assert any_disease.max() - any_disease.min() < 0.06
+    shares = split["split"].value_counts(normalize=True)
+    assert shares["test"] == pytest.approx(0.2, abs=0.02)
+
+
+def test_multilabel_with_the_test_list_has_exactly_the_listed_images_as_test(tmp_path):
+    labels = label_table(600, 9)
+    listed = labels.loc[labels["patient_id"] % 5 == 0, "image_index"]
+    path = tmp_path / "test_list.txt"
+    path.write_text("\n".join(listed) + "\n")
+    split = make_split(labels, MULTILABEL, SETTINGS, read_test_list(path, labels))
+    check_split(labels, split, MULTILABEL)
+    assert set(split.loc[split["split"] == "test", "image_index"]) == set(listed)
+    assert len(split) == len(labels)
+
+
+def test_the_official_preset_puts_exactly_the_listed_images_into_every_targets_test_split(
+        tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((repo / "config" / "official.yaml").read_text())
+    validate(config, str(repo / "config" / "schema.yaml"))  # fills in the schema's defaults
+    labels = label_table(2500, 10)
+    # Disjoint by patient, as NIH's list: every fourth patient's images.
+    listed = set(labels.loc[labels["patient_id"] % 4 == 0, "image_index"])
+    path = tmp_path / "test_list.txt"
+    path.write_text("".join(f"{name}\n" for name in sorted(listed)))
+    test_images = read_test_list(path, labels)
+    assert MULTILABEL in config["targets"] and len(config["targets"]) == len(DISEASES) + 1
+    for target in config["targets"]:
+        split = make_split(labels, target, config["splits"], test_images)
+        check_split(labels, split, target)
+        in_test = set(split.loc[split["split"] == "test", "image_index"])
+        assert in_test == set(split["image_index"]) & listed, target
+        if target == MULTILABEL:
+            assert in_test == listed
+        else:  # every listed image of the disease is a test positive
+            carrying = set(labels.loc[labels[target], "image_index"])
+            assert carrying & listed <= in_test
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,11 @@ import pytest
 import yaml
 from fake_runs import LR_FINDER_BOUNDS, write_fake_results
 from matplotlib import image as mpimg
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
+from workflow_scripts.labels import DISEASES, MULTILABEL
+from workflow_scripts.metrics import expected_calibration_error
 from workflow_scripts.policies import POLICIES
 from workflow_scripts.report import (
     ReportSettings,
@@ -35,7 +37,7 @@ from workflow_scripts.report import (
     write_tables,
     write_target_report,
 )
-from workflow_scripts.report_contents import TABLES, TARGET_FIGURES
+from workflow_scripts.report_contents import REPORT_TABLES, TABLES, TARGET_FIGURES
 from workflow_scripts.report_html import render_html
 from workflow_scripts.report_tables import Grid
 from workflow_scripts.report_text import summarize_target
@@ -254,6 +256,136 @@ def test_tables_are_written_as_csv(built):
     assert len(written) == len(built["tables"]["table7_policies"])
 
 
+# --- AUPRC, calibration, the multi-label target, published results, cost ---------------------
+
+ML_TARGETS = ("Effusion", "Pneumothorax", MULTILABEL)
+ML_POLICIES = ("constant", "triangular")
+
+
+@pytest.fixture(scope="module")
+def with_multilabel(tmp_path_factory):
+    results = tmp_path_factory.mktemp("multilabel")
+    info = write_fake_results(results, targets=ML_TARGETS, policies=ML_POLICIES, seeds=SEEDS,
+                              test_images=150)
+    grid = Grid(ML_TARGETS, ("mobilenet",), ML_POLICIES, SEEDS)
+    tables, _, page = build_all(results, info, settings_for(grid), targets=ML_TARGETS)
+    return {"results": results, "tables": tables, "page": page}
+
+
+def seed_mean(results, target, policy, statistic, label="label"):
+    """Mean over seeds of `statistic(labels, scores)` of one label of the runs' predictions."""
+    values = []
+    for seed in SEEDS:
+        _, _, predictions = run_files(results, target, "mobilenet", policy, seed)
+        score = "score" if label == "label" else f"score_{label}"
+        values.append(statistic(predictions[label], predictions[score]))
+    return np.mean(values)
+
+
+def test_auprc_and_calibration_of_a_binary_target_are_seed_means(with_multilabel):
+    results, tables = with_multilabel["results"], with_multilabel["tables"]
+    for policy in ML_POLICIES:
+        got = row(tables["auprc_calibration"], target="Effusion", policy=policy)
+        assert got["auprc"] == pytest.approx(seed_mean(results, "Effusion", policy,
+                                                       average_precision_score))
+        assert got["auprc_ci_low"] < got["auprc"] < got["auprc_ci_high"]
+        assert got["brier"] == pytest.approx(seed_mean(results, "Effusion", policy,
+                                                       brier_score_loss))
+        assert got["ece"] == pytest.approx(seed_mean(results, "Effusion", policy,
+                                                     expected_calibration_error))
+        assert got["auroc"] == row(tables["table5_results"], target="Effusion",
+                                   policy=policy)["auroc"]
+        _, _, predictions = run_files(results, "Effusion", "mobilenet", policy, 0)
+        assert got["test_prevalence"] == pytest.approx(predictions["label"].mean())
+
+
+def test_the_multilabel_network_is_reported_per_label_and_by_its_mean(with_multilabel):
+    results, tables = with_multilabel["results"], with_multilabel["tables"]
+    per_label = tables["per_label_results"]
+    assert set(per_label["target"]) == {MULTILABEL}
+    for policy in ML_POLICIES:
+        rows = per_label[per_label["policy"] == policy]
+        assert list(rows["label"]) == list(DISEASES)
+        for label in ("Effusion", "Hernia"):
+            got = row(rows, label=label)
+            assert got["auroc"] == pytest.approx(seed_mean(results, MULTILABEL, policy,
+                                                           roc_auc_score, label))
+            assert got["auprc"] == pytest.approx(seed_mean(results, MULTILABEL, policy,
+                                                           average_precision_score, label))
+            assert got["brier"] == pytest.approx(seed_mean(results, MULTILABEL, policy,
+                                                           brier_score_loss, label))
+            assert got["auroc_ci_low"] < got["auroc"] < got["auroc_ci_high"]
+        assert row(rows, label="Effusion")["published_chexnet2017"] == 0.8638
+        # Its AUROC in Tables 5 and 7 is the mean over labels, per seed, then over seeds.
+        mean = np.mean([np.mean([roc_auc_score(p[d], p[f"score_{d}"]) for d in DISEASES])
+                        for p in (run_files(results, MULTILABEL, "mobilenet", policy, s)[2]
+                                  for s in SEEDS)])
+        assert row(tables["table5_results"], target=MULTILABEL, policy=policy)["auroc"] == \
+            pytest.approx(mean)
+        assert row(tables["auprc_calibration"], target=MULTILABEL, policy=policy)[
+            "auprc"] == pytest.approx(rows["auprc"].mean())
+
+
+def test_published_aurocs_stand_beside_the_binary_and_multilabel_ones(with_multilabel):
+    tables = with_multilabel["tables"]
+    published = tables["published_comparison"]
+    for policy in ML_POLICIES:
+        rows = published[published["policy"] == policy]
+        assert list(rows["label"]) == [*DISEASES, "mean"]
+        effusion = row(rows, label="Effusion")
+        binary = row(tables["table5_results"], target="Effusion", policy=policy)
+        assert (effusion["binary_auroc"], effusion["binary_auroc_ci_low"]) == (
+            binary["auroc"], binary["auroc_ci_low"])
+        assert effusion["multilabel_auroc"] == row(tables["per_label_results"],
+                                                   policy=policy, label="Effusion")["auroc"]
+        assert (effusion["published_wang2017"], effusion["published_yao2017"],
+                effusion["published_chexnet2017"]) == (0.784, 0.859, 0.8638)
+        assert pd.isna(row(rows, label="Hernia")["binary_auroc"]), "no binary Hernia runs"
+        mean = row(rows, label="mean")
+        assert pd.isna(mean["binary_auroc"]), "2 of the 14 binary targets: no binary mean"
+        assert mean["multilabel_auroc"] == row(tables["table5_results"], target=MULTILABEL,
+                                               policy=policy)["auroc"]
+        assert mean["published_chexnet2017"] == 0.841 and pd.isna(mean["published_wang2017"])
+    page = html.unescape(with_multilabel["page"])
+    assert "published: CheXNet (Rajpurkar et al. 2017); split: random" in page
+    assert "published: Wang et al. 2017; split: not verified" in page
+
+
+def test_the_cost_of_each_approach_sums_the_binary_networks(with_multilabel):
+    results, tables = with_multilabel["results"], with_multilabel["tables"]
+    cost = tables["approach_cost"]
+    for policy in ML_POLICIES:
+        got = row(cost, policy=policy)
+
+        def device_seconds(target, policy=policy):
+            return np.mean([run_files(results, target, "mobilenet", policy, s)[0][
+                "device_seconds"] for s in SEEDS])
+
+        binary = device_seconds("Effusion") + device_seconds("Pneumothorax")
+        assert got["binary_targets"] == 2
+        assert got["binary_device_seconds"] == pytest.approx(binary)
+        assert got["multilabel_device_seconds"] == pytest.approx(device_seconds(MULTILABEL))
+        assert got["binary_over_multilabel"] == pytest.approx(
+            binary / device_seconds(MULTILABEL))
+        assert got["comparable"].startswith("not comparable: no runs of Atelectasis, ")
+        assert got["comparable"].endswith("(12 of the 14 binary targets)")
+    page = html.unescape(with_multilabel["page"])
+    assert TABLES["approach_cost"][0] in page and "binary: CPU-seconds" in page
+
+
+def test_every_published_number_names_its_source_and_split():
+    sources = yaml.safe_load((REPO / "workflow_scripts" / "published_results.yaml")
+                             .read_text())["sources"]
+    assert [s["key"] for s in sources] == ["wang2017", "yao2017", "chexnet2017"]
+    for source in sources:
+        assert {"short", "citation", "read_at", "model"} <= source.keys()
+        assert source["split"] in ("official", "random", "not verified")
+        assert set(source["auroc"]) == set(DISEASES)
+        assert all(0.5 < value < 1 for value in source["auroc"].values())
+    # Whole-report tables are not among a target's.
+    assert set(REPORT_TABLES) <= set(TABLES)
+
+
 # --- figures, HTML, summary ------------------------------------------------------------------
 
 def assert_png(data):
@@ -278,9 +410,9 @@ def test_html_is_self_contained_and_has_every_table_and_figure(built):
     assert "<script" not in page and "<link" not in page
     images = re.findall(r'<img [^>]*src="data:image/png;base64,', page)
     assert len(images) == 2 + len(TARGETS) * len(TARGET_FIGURES)
-    for title, _ in TABLES.values():
-        if title != "Missing runs":
-            assert title in page
+    for name, (title, _) in TABLES.items():
+        # Shown where it has rows: missing runs, the multi-label and cross-target tables.
+        assert (title in page) == (not built["tables"][name].empty), name
     target_page = (built["results"] / "report" / "Effusion" / "report.html").read_text()
     assert "Pneumothorax" not in target_page.split('<h2 id="data">')[1]
     assert len(re.findall(r"<img ", target_page)) == 1 + len(TARGET_FIGURES)

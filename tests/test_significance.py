@@ -40,7 +40,8 @@ def simulated_target(rng, seed_sd, effect=0.0, patients=120):
     test = pd.DataFrame({"image_index": [f"{i:08d}.png" for i in range(len(patient))],
                          "patient_id": patient, "label": labels})
     return TargetRuns(target="Effusion", runs=pd.DataFrame(rows), histories=pd.DataFrame(),
-                      learning_rates=pd.DataFrame(), test=test, scores=np.vstack(scores))
+                      learning_rates=pd.DataFrame(), test=test,
+                      scores=np.stack(scores)[:, :, None])  # one label column
 
 
 def population_auroc(skill):

@@ -11,6 +11,7 @@ import pytest
 from snakemake.utils import validate
 from tiny_data import write_tiny_target
 
+from workflow_scripts.labels import DISEASES, MULTILABEL
 from workflow_scripts.runs import FILES, HISTORY_COLUMNS, MODEL_FILE
 from workflow_scripts.train import train_run
 
@@ -33,20 +34,23 @@ def run_paths(folder, save_model=False):
     return {**paths, "model": folder / MODEL_FILE} if save_model else paths
 
 
-def tiny_run(tmp_path, arch, policy, epochs=2, **train_changes):
-    split, images, index = write_tiny_target(tmp_path / "data")
+def tiny_run(tmp_path, arch, policy, epochs=2, target="Effusion", head="paper",
+             **train_changes):
+    split, images, index = write_tiny_target(tmp_path / "data",
+                                             multilabel=target == MULTILABEL)
     config = schema_config(
         train={"epochs": epochs, "batch_size": 16, "threads": 1, "base_lr": 0.002,
                "max_lr": 0.02, "step_size_epochs": 1, "target_accuracy": 0.6, **train_changes},
         # A few dozen steps need a short batch-norm memory, as in the demo; with Keras' 0.99
         # inference uses stale statistics and scores every image alike, and whether the test
         # AUROC of such a run clears a bar is down to rounding.
-        model={"mobilenet_alpha": 0.25, "batch_norm_momentum": 0.9},
+        model={"mobilenet_alpha": 0.25, "batch_norm_momentum": 0.9, "head": head},
         metrics={"bootstrap_samples": 200})
     return train_run(split=split, cache_images=images, cache_index=index,
                      checkpoint_dir=tmp_path / "checkpoint", arch=arch, policy=policy, seed=0,
                      settings=config["train"], model_settings=config["model"],
-                     metrics_settings=config["metrics"], image_size=32, threads=1)
+                     metrics_settings=config["metrics"], image_size=32, threads=1,
+                     target=target)
 
 
 @pytest.mark.parametrize("arch", ["mobilenet", "densenet121", "alexnet"])
@@ -76,6 +80,27 @@ def test_each_architecture_trains_two_epochs_and_writes_every_output(tmp_path, a
     again = tiny_run(tmp_path, arch, "triangular")
     assert_same_run(again.history, again.predictions, again.metrics, result.history,
                     result.predictions, result.metrics, wall_time=True)
+
+
+def test_a_multilabel_run_scores_every_disease_and_reports_their_mean(tmp_path):
+    result = tiny_run(tmp_path, "mobilenet", "constant", epochs=2, target=MULTILABEL,
+                      head="simple", learning_rate=0.05)
+    assert result.model.output_shape == (None, len(DISEASES))
+    result.write(run_paths(tmp_path))
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    assert list(predictions.columns) == ["image_index", "patient_id", *DISEASES,
+                                         *(f"score_{d}" for d in DISEASES)]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics.keys() >= METRICS_CONTRACT | {"auprc", "brier", "ece", "per_label"}
+    assert metrics["labels_scored"] == list(DISEASES)
+    per_label = [metrics["per_label"][d]["auroc"] for d in DISEASES]
+    assert metrics["auroc"] == pytest.approx(np.mean(per_label))
+    assert metrics["auroc_ci_low"] < metrics["auroc"] < metrics["auroc_ci_high"]
+    assert metrics["per_label"]["Hernia"]["n_test_positives"] == int(
+        predictions["Hernia"].sum())
+    # One cross-entropy per label, averaged: the second epoch's is below the first's.
+    assert np.isfinite(result.history[["loss", "val_loss"]]).all().all()
+    assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
 
 
 def test_mixed_precision_trains_the_paper_head(tmp_path):

@@ -97,6 +97,26 @@ def test_paper_preset_plans_the_paper_grid(workflow, tmp_path):
     assert jobs["report_target"] == 15 and jobs["report"] == 1
 
 
+def test_official_preset_plans_the_binary_and_the_multilabel_networks(workflow, tmp_path):
+    (tmp_path / "nih" / "images").mkdir(parents=True)
+    csv = tmp_path / "nih" / "Data_Entry_2017_v2020.csv"
+    csv.write_text(HEADER + "\n00000001_000.png,No Finding,0,1,50,M,PA,2500,2048,0.143,0.143\n")
+    (tmp_path / "nih" / "test_list.txt").write_text("00000001_000.png\n")
+    data = (f"data={{source: nih, metadata: {csv}, images: {tmp_path / 'nih' / 'images'}, "
+            f"test_list: {tmp_path / 'nih' / 'test_list.txt'}}}")
+    output = run_snakemake(workflow, "-n", "--configfile", "config/official.yaml", "--config",
+                           data).stdout
+    jobs = planned_jobs(output)
+    # 14 binary targets and multilabel, on DenseNet121; modified_triangular2 is triangular2
+    # at 10 epochs of step size 2, so six distinct schedules x three seeds each.
+    assert jobs["make_split"] == 15 and jobs["report_target"] == 15
+    assert jobs["train"] == 15 * 6 * 3 and jobs["lr_finder"] == 15
+    assert len(set(re.findall(r"results/runs/multilabel/densenet121/\w+/seed\d", output))) == 18
+    # The test list is an input of every target's split.
+    assert re.search(r"rule make_split:\n\s+input: results/labels/labels.parquet, "
+                     + re.escape(str(tmp_path / "nih" / "test_list.txt")), output)
+
+
 @pytest.mark.slow
 def test_local_run_of_the_test_config_end_to_end(workflow):
     run_snakemake(workflow, "--cores", 2, "--configfile", "config/test.yaml")

@@ -4,10 +4,13 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts.image_cache import write_index
+from workflow_scripts.labels import DISEASES
 
 
-def write_tiny_target(folder, size=32, n_patients=120, seed=0):
-    """Split and cache files of a target whose positives carry a bright disc.
+def write_tiny_target(folder, size=32, n_patients=120, seed=0, multilabel=False):
+    """Split and cache files of a target whose positives carry a bright disc; with
+    `multilabel`, of the multilabel target: each disease present in a quarter of the images,
+    each drawn as a bright square in a cell of its own (a 4 x 4 grid).
 
     Returns (split_path, cache_images_path, cache_index_path).
     """
@@ -19,15 +22,24 @@ def write_tiny_target(folder, size=32, n_patients=120, seed=0):
     frame = pd.DataFrame(rows, columns=["image_index", "patient_id", "label"])
     split_of_patient = np.where(np.arange(n_patients) % 10 < 7, "train",
                                 np.where(np.arange(n_patients) % 10 < 8, "val", "test"))
+    images = rng.normal(90, 20, (len(frame), size, size))
+    if multilabel:
+        present = rng.random((len(frame), len(DISEASES))) < 0.25
+        cell = size // 4
+        for i, disease in enumerate(DISEASES):
+            frame[disease] = present[:, i].astype("int8")
+            row, column = divmod(i, 4)
+            images[present[:, i], row * cell:(row + 1) * cell - 2,
+                   column * cell:(column + 1) * cell - 2] += 80
+        frame["label"] = present.any(axis=1)
+    else:
+        yy, xx = np.mgrid[:size, :size]
+        for i, label in enumerate(frame["label"]):
+            if label:
+                cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
+                images[i] += 90 * (((yy - cy) ** 2 + (xx - cx) ** 2) < (size / 6) ** 2)
     frame["split"] = split_of_patient[frame["patient_id"]]
     frame["label"] = frame["label"].astype("int8")
-
-    yy, xx = np.mgrid[:size, :size]
-    images = rng.normal(90, 20, (len(frame), size, size))
-    for i, label in enumerate(frame["label"]):
-        if label:
-            cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
-            images[i] += 90 * (((yy - cy) ** 2 + (xx - cx) ** 2) < (size / 6) ** 2)
     images = np.clip(images, 0, 255).astype(np.uint8)
 
     folder.mkdir(parents=True, exist_ok=True)

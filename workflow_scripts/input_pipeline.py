@@ -17,6 +17,7 @@ import pandas as pd
 import tensorflow as tf
 
 from workflow_scripts.image_cache import load_cache
+from workflow_scripts.labels import label_columns
 from workflow_scripts.stage import InputError, log
 
 
@@ -25,7 +26,7 @@ class SplitData:
     """One split of one target, resolved to cache rows."""
 
     rows: np.ndarray  # int64 rows of the cache array
-    labels: np.ndarray  # float32, 1 = disease
+    labels: np.ndarray  # float32, images x outputs (labels.label_columns), 1 = disease
     image_index: np.ndarray
     patient_id: np.ndarray
 
@@ -34,11 +35,13 @@ class SplitData:
 
     @property
     def positives(self):
-        return int(self.labels.sum())
+        """Images with a positive label."""
+        return int(self.labels.max(axis=1).sum())
 
 
 def load_target(split_path, cache_array_path, cache_index_path, target="target"):
-    """(memory-mapped images, {split: SplitData}) for one target's split file."""
+    """(memory-mapped images, {split: SplitData}) for one target's split file; the labels
+    are its `labels.label_columns`, one per output of the model."""
     images, cache_rows = load_cache(cache_array_path, cache_index_path)
     split = pd.read_parquet(split_path)
     cached = split["image_index"].isin(cache_rows.index)
@@ -52,18 +55,26 @@ def load_target(split_path, cache_array_path, cache_index_path, target="target")
         part = split[split["split"] == name]
         parts[name] = SplitData(
             rows=cache_rows.loc[part["image_index"]].to_numpy(np.int64),
-            labels=part["label"].to_numpy(np.float32),
+            labels=part[list(label_columns(target))].to_numpy(np.float32),
             image_index=part["image_index"].to_numpy(str),
             patient_id=part["patient_id"].to_numpy(np.int64),
         )
     for name in ("train", "test"):
         data = parts[name]
-        if data.positives == 0 or data.positives == len(data):
+        positives = data.labels.sum(axis=0)
+        one_class = (positives == 0) | (positives == len(data))
+        if one_class.all():
             raise InputError(
                 f"{split_path}: the {name} split of {target} has {data.positives} positive and "
                 f"{len(data) - data.positives} negative images; training and evaluation need both. "
                 "Rebuild the split with more data or other fractions."
             )
+        if one_class.any():  # some labels of a multi-label target
+            absent = [column for column, alone in zip(label_columns(target), one_class,
+                                                      strict=True) if alone]
+            log.warning("%s: the %s split holds one class only of %s: %s", target, name,
+                        ", ".join(absent), "the model cannot learn it" if name == "train"
+                        else "its test AUROC is undefined and left out of the mean")
     return images, parts
 
 
@@ -72,19 +83,19 @@ def gather_batch(images, data):
     def gather(positions):
         rows = data.rows[positions]
         order = np.argsort(rows)  # ascending rows read the memory map sequentially
-        return images[rows[order]][..., None], data.labels[positions[order]][:, None]
+        return images[rows[order]][..., None], data.labels[positions[order]]
     return gather
 
 
 def as_batches(positions, images, data):
-    size = images.shape[1]
+    size, outputs = images.shape[1], data.labels.shape[1]
 
     def load(batch_positions):
         batch_images, batch_labels = tf.numpy_function(
             gather_batch(images, data), [batch_positions], (tf.uint8, tf.float32),
             stateful=False)
         batch_images.set_shape((None, size, size, 1))
-        batch_labels.set_shape((None, 1))
+        batch_labels.set_shape((None, outputs))
         return batch_images, batch_labels
 
     return positions.map(load, num_parallel_calls=tf.data.AUTOTUNE)

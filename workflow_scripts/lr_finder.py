@@ -29,6 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
+from scipy.special import xlogy
 
 from workflow_scripts import device as device_settings
 from workflow_scripts import lr_bounds
@@ -49,7 +50,7 @@ class LRFinderResult:
     `curve` has one row per batch run (columns CURVE_COLUMNS; the batch that stopped the
     sweep included); `stopped_early` is True when the sweep diverged before its last step;
     `sweep` records the settings the test ran with; `chance_loss`, where known, is the data
-    loss of always predicting the training split's share of positives.
+    loss of always predicting the training split's share of positives (of each output's).
     """
 
     curve: pd.DataFrame
@@ -165,7 +166,8 @@ def run_range_test(*, split, cache_images, cache_index, arch, settings, finder, 
     images, parts = load_target(split, cache_images, cache_index, target)
     train = parts["train"]
     with device.strategy.scope():
-        model = new_model(arch, image_size, model_settings, settings, seed, device.xla)
+        model = new_model(arch, image_size, model_settings, settings, seed, device.xla,
+                          outputs=train.labels.shape[1])
         compile_model(model, make_optimizer(settings, float(finder["min_lr"])), device.xla,
                       data_loss=True)
     steps = steps_per_epoch(train, settings["batch_size"], target)
@@ -174,9 +176,15 @@ def run_range_test(*, split, cache_images, cache_index, arch, settings, finder, 
                                math.ceil(num_steps / steps))
     result = find_lr(model, dataset, min_lr=finder["min_lr"], max_lr=finder["max_lr"],
                      num_steps=num_steps, beta=finder["beta"], stop_factor=finder["stop_factor"])
-    share = float(train.labels.mean())
-    result.chance_loss = -(share * math.log(share) + (1 - share) * math.log(1 - share))
+    result.chance_loss = chance_loss(train.labels)
     return result
+
+
+def chance_loss(labels):
+    """The data loss of always predicting each output's share of positives: the mean over
+    outputs (the loss averages over them) of that share's binary entropy."""
+    share = labels.mean(axis=0, dtype=np.float64)
+    return float(np.mean(-(xlogy(share, share) + xlogy(1 - share, 1 - share))))
 
 
 def summarize(result, finder, checks):

@@ -3,12 +3,15 @@
 Positives are every image carrying the disease; negatives are 'No Finding' images sampled to
 `negatives_per_positive` x positives or to an explicit count (the paper's Table 2). For
 `no_finding_vs_any` the positives are images with any disease (optionally `per_disease` of
-each) and the negatives 'No Finding' images (optionally `normal` of them).
+each) and the negatives 'No Finding' images (optionally `normal` of them). `multilabel` takes
+every image of the metadata, with one 0/1 column per disease (named as the disease) beside
+`label`, which there says whether the image carries any disease.
 
 Images are split by patient, so no patient appears in two splits: patients are shuffled
 (seeded per target) and cut where the cumulative image count crosses the requested fraction,
 separately for patients with a positive image and for the rest, so that every split keeps
-about the target's class balance. With an official test list, the listed images are the test
+about the target's class balance (for `multilabel`: its share of images with any disease).
+With an official test list, the listed images are the test
 split and train/val come from the patients not in it.
 """
 
@@ -17,7 +20,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.labels import ANY_DISEASE, DISEASES, NO_FINDING
+from workflow_scripts.labels import ANY_DISEASE, DISEASES, MULTILABEL, NO_FINDING
 from workflow_scripts.stage import InputError, log, run
 
 SPLITS = ("train", "val", "test")
@@ -45,7 +48,14 @@ def negative_count(target, positives, settings):
 
 
 def select_images(labels, target, settings, rng):
-    """The target's images: image_index, patient_id, label (1 = disease, 0 = No Finding)."""
+    """The target's images: image_index, patient_id, label (1 = disease, 0 = No Finding), and
+    for MULTILABEL (all images) one 0/1 column per disease."""
+    if target == MULTILABEL:
+        return pd.DataFrame({
+            "image_index": labels["image_index"].to_numpy(),
+            "patient_id": labels["patient_id"].to_numpy(),
+            "label": (~labels[NO_FINDING].to_numpy()).astype(np.int8),
+            **{disease: labels[disease].to_numpy().astype(np.int8) for disease in DISEASES}})
     normal = labels[labels[NO_FINDING]]
     if target == ANY_DISEASE:
         options = settings.get("no_finding_vs_any", {})
@@ -121,7 +131,8 @@ def read_test_list(path, labels):
 
 
 def make_split(labels, target, settings, test_images=None):
-    """The split table of one target: image_index, patient_id, label, split."""
+    """The split table of one target: image_index, patient_id, label, split (and for
+    MULTILABEL the disease columns between label and split)."""
     rng = target_rng(settings["seed"], target)
     selected = select_images(labels, target, settings, rng)
     test_patients = None
@@ -139,6 +150,8 @@ def make_split(labels, target, settings, test_images=None):
                                    rng, test_patients)
     selected = selected.assign(split=selected["patient_id"].map(patient_split).to_numpy())
     check_every_split_has_both_classes(selected, target, settings)
+    if target == MULTILABEL:
+        warn_of_diseases_missing_from_a_split(selected)
     order = selected["split"].map({name: i for i, name in enumerate(SPLITS)})
     selected = selected.iloc[np.lexsort((selected["image_index"].to_numpy(), order.to_numpy()))]
     return selected.astype({"label": "int8", "split": "string"}).reset_index(drop=True)
@@ -158,6 +171,18 @@ def check_every_split_has_both_classes(selected, target, settings):
                     f"{settings['val_fraction']}). Too few to split: use more data, raise the "
                     f"fractions, or remove {target} from targets."
                 )
+
+
+def warn_of_diseases_missing_from_a_split(selected):
+    """A disease without positive images in a split cannot be learned (train) or scored (test,
+    its AUROC is undefined and left out of the mean): say so, without stopping."""
+    counts = selected.groupby("split")[list(DISEASES)].sum()
+    for split in SPLITS:
+        absent = [d for d in DISEASES if counts.at[split, d] == 0] if split in counts.index \
+            else list(DISEASES)
+        if absent:
+            log.warning("%s: no image of %s in the %s split", MULTILABEL, ", ".join(absent),
+                        split)
 
 
 def split_summary(splits):

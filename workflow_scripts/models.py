@@ -5,7 +5,8 @@ Every model takes the cache's uint8 grayscale images, shape (size, size, 1), and
 rest on the device: augmentation (training only), the grayscale-to-RGB mapping and the
 backbone's own input scaling. The paper's head is global average pooling, dropout 0.5, four
 linear dense layers of 250, 50, 10 and 2 units, each with kernel L1 0.001 + L2 0.01, bias L2
-0.01, activity L2 0.001 and batch normalization after it, then one sigmoid unit.
+0.01, activity L2 0.001 and batch normalization after it, then one sigmoid unit (one per
+disease for the multi-label target).
 
 ImageNet weights are read from local files only (the `fetch_weights` rule downloads them on a
 machine with internet): a compute node never downloads. Keras has none for AlexNet, which
@@ -118,8 +119,9 @@ def nested_layers(layer):
 
 def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=1.0,
                 batch_norm_momentum=0.99, weights="none", weights_dir=None,
-                augmentation=None, xla=False, seed=0):
-    """The classifier for uint8 (size, size, 1) images with one sigmoid output (float32).
+                augmentation=None, xla=False, seed=0, outputs=1):
+    """The classifier for uint8 (size, size, 1) images with `outputs` sigmoid outputs
+    (float32): one for a binary target, one per disease for a multi-label one.
 
     `augmentation` is a dict of PaperAugmentation arguments, or None for no augmentation;
     `xla` says the model will be compiled with XLA (the augmentation's sampler then compiles
@@ -128,6 +130,10 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
     few hundred steps needs a shorter memory (e.g. 0.9), or the running statistics used at
     inference still lag far behind the weights and every prediction comes out the same.
     """
+    if head == "paper" and outputs > 1:
+        log.warning("the paper's head narrows to %d units before the %d outputs; model.head: "
+                    "simple (CheXNet's) feeds the pooled features to them directly",
+                    PAPER_HEAD_UNITS[-1], outputs)
     pretrained = None
     if weights == "imagenet":
         if weight_file(arch) is None:
@@ -153,8 +159,8 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
         x = layers.Rescaling(1 / 255, name="scale")(x)
         x = alexnet_backbone(image_size)(x)
     x = paper_head(x, dropout) if head == "paper" else simple_head(x, dropout)
-    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="disease")(x)
-    model = keras.Model(inputs, outputs, name=f"{arch}_{head}")
+    x = layers.Dense(outputs, activation="sigmoid", dtype="float32", name="disease")(x)
+    model = keras.Model(inputs, x, name=f"{arch}_{head}")
     for layer in nested_layers(model):
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = batch_norm_momentum
@@ -173,9 +179,13 @@ def make_optimizer(settings, learning_rate):
 
 
 def compile_model(model, optimizer, jit_compile, data_loss=False):
-    """Binary cross-entropy, accuracy and AUROC; with `data_loss`, also the cross-entropy
-    alone as a metric (the logged loss adds the head's regularization penalty)."""
-    metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auroc")]
+    """Binary cross-entropy (the mean over outputs: one per label), accuracy and AUROC (the
+    mean of each output's with several); with `data_loss`, also the cross-entropy alone as a
+    metric (the logged loss adds the head's regularization penalty)."""
+    outputs = model.output_shape[-1]
+    metrics = [keras.metrics.BinaryAccuracy(name="accuracy"),
+               keras.metrics.AUC(name="auroc", multi_label=outputs > 1,
+                                 num_labels=outputs if outputs > 1 else None)]
     if data_loss:
         metrics.append(keras.metrics.BinaryCrossentropy(name="data_loss"))
     model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=metrics,
@@ -183,7 +193,7 @@ def compile_model(model, optimizer, jit_compile, data_loss=False):
     return model
 
 
-def new_model(arch, image_size, model_settings, train_settings, seed, xla):
+def new_model(arch, image_size, model_settings, train_settings, seed, xla, outputs=1):
     """`build_model` from the config's model and train settings (the target's)."""
     return build_model(
         arch, image_size,
@@ -196,4 +206,5 @@ def new_model(arch, image_size, model_settings, train_settings, seed, xla):
         augmentation=train_settings["augmentation"] if train_settings["augment"] else None,
         xla=xla,
         seed=seed,
+        outputs=outputs,
     )

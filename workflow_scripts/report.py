@@ -1,13 +1,16 @@
 """Stages `report_target` and `report`: the comparison of learning-rate policies as HTML.
 
 `report_target` reads every run of one target and writes `results/report/{target}/`:
-report.html, tables/*.csv (the target's rows of the paper's Tables 1-8 and the missing runs)
-and figures/*.png (one figure per kind, a panel per architecture). `report` assembles those
+report.html, tables/*.csv (the target's rows of the paper's Tables 1-8, AUPRC and
+calibration, the multi-label target's per-label numbers, and the missing runs) and
+figures/*.png (one figure per kind, a panel per architecture). `report` assembles those
 into `results/report/report.html`, with every table also as one CSV under
-`results/report/tables/` and the overview figures under `results/report/figures/`.
+`results/report/tables/` and the overview figures under `results/report/figures/`; it adds
+the comparisons across targets: published AUROCs beside ours, and each approach's cost.
 
-The numbers come from `report_tables`, the figures from `report_figures`, the written
-summary from `report_text`, and the page from `report_html`.
+The numbers come from `report_tables`, `report_metrics` and `report_published`, the figures
+from `report_figures`, the written summary from `report_text`, and the page from
+`report_html`.
 """
 
 import json
@@ -20,6 +23,8 @@ from workflow_scripts import report_figures as figures
 from workflow_scripts.checkpoint import retire_checkpoints
 from workflow_scripts.report_contents import TARGET_TABLES
 from workflow_scripts.report_html import render_html
+from workflow_scripts.report_metrics import beyond_auroc_tables
+from workflow_scripts.report_published import approach_cost, published_comparison
 from workflow_scripts.report_tables import (
     MIN_SEEDS_TO_JUDGE,
     Grid,
@@ -36,6 +41,7 @@ from workflow_scripts.report_tables import (
     optimizer_table,
     ordered,
     policy_table,
+    resampled,
     results_table,
     split_table,
 )
@@ -106,7 +112,10 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
     runs, found = load_target_runs(run_folders, target, grid)
     missing = missing_runs(found, grid, target)
     baselines = settings.present_baselines
-    auroc, differences = auroc_statistics(runs, baselines, settings.samples, settings.level)
+    aurocs, auprcs = (resampled(runs, settings.samples, auprc=True) if not runs.runs.empty
+                      else (None, None))
+    auroc, differences = auroc_statistics(runs, baselines, settings.samples, settings.level,
+                                          aurocs)
     differences = judge_differences(differences, settings.multiplicity, settings.level,
                                     grid.shared_runs(target))
     reach = baseline_reach(runs.histories, baselines)
@@ -121,9 +130,12 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
         "table6_architectures": architecture_table(runs, grid),
         "table7_policies": policy_table(runs, auroc, differences, reach, baselines, grid),
         "table8_clr_parameters": clr_table(runs, train_settings, found, grid),
+        **beyond_auroc_tables(runs, auroc, aurocs, auprcs, settings.level, grid),
         "missing_runs": missing,
     }
     colors = figures.policy_colors(grid.policies)
+    # Test labels and scores of the labels whose test images hold both classes.
+    scored = (runs.test_labels[:, runs.scored], runs.scores[:, :, runs.scored])
     kind = device_kind(runs.runs["gpus"]) if not runs.runs.empty else "mixed"
     architectures, policies = grid.architectures, grid.policies
     target_figures = {
@@ -137,8 +149,11 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
                                                        policies, baselines, colors),
         "accuracy_vs_device_time": figures.accuracy_vs_device_time(
             target, runs.histories, architectures, policies, baselines, colors, kind),
-        "roc_curves": figures.roc_curves(target, runs.test, runs.scores, runs.runs, auroc,
-                                         architectures, policies, colors),
+        "roc_curves": figures.roc_curves(target, *scored, runs.runs, auroc, architectures,
+                                         policies, colors),
+        "reliability_diagram": figures.reliability_diagram(
+            target, *scored, runs.runs, tables["auprc_calibration"], architectures, policies,
+            colors),
         "auroc_by_policy": figures.auroc_by_policy(target, runs.runs, auroc, differences,
                                                    architectures, policies, baselines, colors,
                                                    settings.level),
@@ -199,14 +214,18 @@ def read_target_report(folder):
 
 
 def build_report(target_reports, label_counts, settings):
-    """The whole report: Table 1 over all labels, Tables 2-8 and the missing runs stacked
-    over targets, and the overview figures. Returns (tables, overview figures)."""
+    """The whole report: Table 1 over all labels, the other per-target tables and the missing
+    runs stacked over targets, the published AUROCs beside ours and each approach's cost,
+    and the overview figures. Returns (tables, overview figures)."""
     tables = {"table1_label_counts": label_count_table(label_counts)}
     for name in TARGET_TABLES[1:]:
         parts = [report.tables[name] for report in target_reports
                  if not report.tables[name].empty]
         tables[name] = ordered(pd.concat(parts, ignore_index=True), settings.grid) if parts \
             else next(iter(target_reports)).tables[name]
+    tables["published_comparison"] = published_comparison(
+        tables["table5_results"], tables["per_label_results"], settings.grid)
+    tables["approach_cost"] = approach_cost(tables["table7_policies"], settings.grid)
     baseline = next(iter(settings.present_baselines), None)
     overview = {
         "policy_overview": figures.policy_overview(

@@ -3,7 +3,8 @@ stages and the rules that declare their files (this module needs nothing heavy, 
 Snakefile reads it)."""
 
 # CSV name -> title and what a row is. Tables 2-8 have one row per target or per target x
-# architecture (x policy); the paper's numbers are in the paper_* columns.
+# architecture (x policy); the paper's numbers are in the paper_* columns, others' published
+# numbers in the published_* columns.
 TABLES = {
     "table1_label_counts": ("Table 1. Images per label",
                             "Images whose only label is this one, and images carrying it in "
@@ -44,10 +45,51 @@ TABLES = {
                               "div_factor. The LR finder's rule and its check's verdict: a "
                               "configured rule whose pick failed a check is replaced by the "
                               "fallback rule, and the verdict says why."),
+    "auprc_calibration": ("AUPRC and calibration",
+                          "Means over seeds, on the test set: AUROC (as Table 5) and AUPRC "
+                          "(area under the precision-recall curve, scikit-learn's average "
+                          "precision) with their intervals over seeds and test patients; the "
+                          "Brier score (mean squared difference between score and label) and "
+                          "the expected calibration error (10 equal-width score bins, each "
+                          "weighted by its share of images: |fraction positive - mean score|). "
+                          "Test prevalence is the share of positive test labels, the AUPRC of "
+                          "a ranking that knows nothing. For the multi-label target, each is "
+                          "the mean over its labels."),
+    "per_label_results": ("Per label: the multi-label network",
+                          "One row per architecture, policy and disease: the test AUROC and "
+                          "AUPRC of that output of the multi-label network (mean over seeds, "
+                          "interval over seeds and test patients), its Brier score and "
+                          "expected calibration error, beside published AUROCs of the disease "
+                          "(see the table 'Published results' for their sources)."),
     "missing_runs": ("Missing runs", "Configured runs without outputs, left out of this report "
                      "(report.allow_missing)."),
+    "published_comparison": ("Published results",
+                             "Per disease, the test AUROC of the binary network trained for it "
+                             "(Table 5) and of the multi-label network's output for it, each "
+                             "the mean over seeds with its interval, beside per-disease test "
+                             "AUROCs published by others. Each published column names its "
+                             "source and its split: official (NIH's test_list.txt), random "
+                             "(the authors' own split), or not verified; different test sets "
+                             "make such numbers comparable only roughly. Where every number "
+                             "comes from, with the full citation and the place it was read: "
+                             "workflow_scripts/published_results.yaml. The mean row averages "
+                             "the 14 diseases (the binary mean only when all 14 have runs; a "
+                             "published mean only where the source prints one)."),
+    "approach_cost": ("Cost of each approach: 14 binary networks against one multi-label "
+                      "network",
+                      "Per architecture and policy: device time of the binary networks of "
+                      "the 14 diseases (the sum over diseases of each network's mean over "
+                      "seeds) against the multi-label network's (mean over seeds), their "
+                      "ratio, and the mean test AUROC of each approach (binary: the mean "
+                      "over the diseases with runs). 'Not comparable' names the binary "
+                      "targets without runs. no_finding_vs_any, the paper's fifteenth "
+                      "binary network, is shown apart: the multi-label network has no such "
+                      "output."),
 }
-TARGET_TABLES = tuple(TABLES)
+# The tables of one target's report (and stacked over targets in the whole report), and
+# those of the whole report alone, which compare targets.
+REPORT_TABLES = ("published_comparison", "approach_cost")
+TARGET_TABLES = tuple(name for name in TABLES if name not in REPORT_TABLES)
 
 # The figures of one target: name -> (category, label) in Snakemake's report; the caption of
 # each is report/<name>.rst, which the HTML report shows too.
@@ -57,5 +99,6 @@ TARGET_FIGURES = {
     "validation_curves": ("Training", "validation accuracy and loss"),
     "accuracy_vs_device_time": ("Training", "accuracy against device time"),
     "roc_curves": ("Test results", "ROC curves"),
+    "reliability_diagram": ("Test results", "reliability diagram"),
     "auroc_by_policy": ("Test results", "AUROC per policy"),
 }

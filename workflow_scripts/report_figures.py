@@ -20,6 +20,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from sklearn.metrics import roc_curve
 
+from workflow_scripts.metrics import ECE_BINS, calibration_bins
+
 DPI = 120
 PANEL = (3.6, 2.4)  # inches of one architecture's panel: width, height
 ROC_GRID = np.linspace(0, 1, 201)
@@ -318,20 +320,22 @@ def validation_curves(target, histories, architectures, policies, baselines, col
 
 
 def mean_roc(labels, scores):
-    """TPR on ROC_GRID (false-positive rates), averaged over the rows of `scores`."""
+    """TPR on ROC_GRID (false-positive rates), averaged over runs and labels: `labels` is
+    images x labels, `scores` runs x images x labels."""
     curves = []
     for run_scores in scores:
-        fpr, tpr, _ = roc_curve(labels, run_scores)
-        curves.append(np.interp(ROC_GRID, fpr, tpr))
+        for column in range(labels.shape[1]):
+            fpr, tpr, _ = roc_curve(labels[:, column], run_scores[:, column])
+            curves.append(np.interp(ROC_GRID, fpr, tpr))
     return np.mean(curves, axis=0)
 
 
-def roc_curves(target, test, scores, runs, auroc, architectures, policies, colors):
-    """Test ROC curve per policy (averaged over seeds at fixed false-positive rates), a panel
-    per architecture; the legend gives the mean AUROC."""
+def roc_curves(target, labels, scores, runs, auroc, architectures, policies, colors):
+    """Test ROC curve per policy (averaged over seeds, and over labels for a multi-label
+    target, at fixed false-positive rates), a panel per architecture; the legend gives the
+    mean AUROC. `labels` is test images x labels, `scores` runs x images x labels."""
     if runs.empty:
         return notice(f"ROC curves: {target}", "No finished runs.")
-    labels = test["label"].to_numpy()
     figure, axes = panels(1, len(architectures), 3.3, 3.3)
     for axis, arch in zip(axes[0], architectures, strict=True):
         for policy in policies:
@@ -349,6 +353,39 @@ def roc_curves(target, test, scores, runs, auroc, architectures, policies, color
         axis.legend(fontsize=7, loc="lower right")
         axis.grid(alpha=0.3)
     title(figure, f"ROC curves on the test set: {target}")
+    return png(figure)
+
+
+def reliability_diagram(target, labels, scores, runs, calibration, architectures, policies,
+                        colors):
+    """Per policy, the fraction of positive test labels against the mean score in each of
+    ECE_BINS equal-width bins, over all seeds (and labels) of the policy pooled, a panel per
+    architecture; the legend gives the mean ECE over seeds. `labels` is test images x labels,
+    `scores` runs x images x labels; `calibration` has arch, policy and ece."""
+    if runs.empty:
+        return notice(f"Reliability: {target}", "No finished runs.")
+    ece = calibration.set_index(["arch", "policy"])["ece"]
+    figure, axes = panels(1, len(architectures), 3.3, 3.3)
+    for axis, arch in zip(axes[0], architectures, strict=True):
+        for policy in policies:
+            rows = np.flatnonzero((runs["arch"] == arch) & (runs["policy"] == policy))
+            if not len(rows):
+                continue
+            pooled_labels = np.broadcast_to(labels, scores[rows].shape).reshape(-1)
+            count, mean_score, positives = calibration_bins(pooled_labels,
+                                                            scores[rows].reshape(-1))
+            filled = count > 0
+            axis.plot(mean_score[filled], positives[filled], color=colors[policy],
+                      marker="o", markersize=3, linewidth=1.2,
+                      label=f"{policy} ({ece[(arch, policy)]:.3f})")
+        axis.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
+        axis.set(xlim=(0, 1), ylim=(0, 1), aspect="equal")
+        axis.set_xlabel("mean score in the bin")
+        axis.set_ylabel("fraction positive")
+        panel_title(axis, f"{arch}: policy (mean ECE)")
+        axis.legend(fontsize=7, loc="upper left")
+        axis.grid(alpha=0.3)
+    title(figure, f"Reliability on the test set ({ECE_BINS} score bins): {target}")
     return png(figure)
 
 

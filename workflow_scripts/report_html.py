@@ -9,15 +9,22 @@ import math
 import jinja2
 import pandas as pd
 
-from workflow_scripts.report_contents import TABLES, TARGET_FIGURES
+from workflow_scripts.report_contents import REPORT_TABLES, TABLES, TARGET_FIGURES
 from workflow_scripts.report_figures import caption, time_label
+from workflow_scripts.report_published import published_header
 from workflow_scripts.report_text import method_text, summarize_target
 
 DEVICE_TIME_COLUMNS = ("device_seconds", "device_seconds_per_epoch")
 COUNT_COLUMNS = ("seeds", "runs", "seed", "epochs", "step_size", "images", "batch",
                  "positives", "negatives", "patients", "train", "val", "test", "single_label")
 # Fractions shown with three decimals, so that columns line up and compare.
-METRIC_COLUMNS = ("accuracy", "auroc", "sensitivity", "specificity", "f1")
+METRIC_COLUMNS = ("accuracy", "auroc", "sensitivity", "specificity", "f1", "auprc", "brier",
+                  "ece", "prevalence")
+# The target's own tables in its section of the page, in this order: Tables 5-8 always, the
+# others where the target has rows (the per-label table: the multi-label target alone).
+TARGET_SECTION_TABLES = ("table5_results", "table6_architectures", "table7_policies",
+                         "table8_clr_parameters")
+TARGET_SECTION_EXTRAS = ("auprc_calibration", "per_label_results")
 
 TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("workflow_scripts", "templates"),
                                autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -31,6 +38,8 @@ def format_value(value, column):
         return "yes" if str(value) == "True" else "no"
     if isinstance(value, str):
         return value
+    if column.startswith("published_"):
+        return f"{value:g}"  # as printed at the source
     signed = column.startswith("delta_")
     if any(part in column for part in METRIC_COLUMNS):
         return f"{value:+.3f}" if signed else f"{value:.3f}"
@@ -60,6 +69,10 @@ def column_header(column, kind):
         return f"{unit} to {column[len('device_seconds_to_'):].removesuffix('_best')}'s best"
     if column in DEVICE_TIME_COLUMNS:
         return unit + (" per epoch" if column.endswith("per_epoch") else " (whole run)")
+    if column.endswith("_device_seconds"):
+        return f"{column.removesuffix('_device_seconds').replace('_', ' ')}: {unit}"
+    if column.startswith("published_"):
+        return published_header(column)
     header = column.replace("_", " ")
     return header.replace("paper ", "paper: ", 1) if column.startswith("paper_") else header
 
@@ -80,6 +93,11 @@ def display_columns(table):
     return shown, companions
 
 
+def is_published(column):
+    """Whether a column holds others' published numbers (the paper's, or other sources')."""
+    return column.startswith(("paper_", "published_"))
+
+
 def table_view(table, name=None, drop=()):
     """A table as the template shows it: the title and description of report table `name`
     (none without), and header and body cells, each (text, CSS classes). A column `x_sd`
@@ -94,7 +112,7 @@ def table_view(table, name=None, drop=()):
         text = column_header(column, kind) + (" ± sd" if "_sd" in companions.get(column, [])
                                               else "") + (
             " [interval]" if "_ci_low" in companions.get(column, []) else "")
-        classes = ("paper " if column.startswith("paper_") else "") + (
+        classes = ("paper " if is_published(column) else "") + (
             "text" if not pd.api.types.is_numeric_dtype(table[column]) else "")
         headers.append((text, classes.strip()))
     rows = []
@@ -108,7 +126,7 @@ def table_view(table, name=None, drop=()):
             if text and "_ci_low" in extra and not pd.isna(row[f"{column}_ci_low"]):
                 text += (f" [{format_value(row[f'{column}_ci_low'], column)}, "
                          f"{format_value(row[f'{column}_ci_high'], column)}]")
-            classes = ("paper " if column.startswith("paper_") else "") + (
+            classes = ("paper " if is_published(column) else "") + (
                 "text" if isinstance(row[column], str) else "")
             cells.append((text, classes.strip()))
         rows.append(cells)
@@ -152,8 +170,9 @@ def render_html(title, settings, tables, target_figures, overview_figures, notes
         "summary": summarize_target(target, tables["table7_policies"],
                                     settings.present_baselines, settings.level),
         "tables": [table_view(rows_of(tables[name], target), name, drop=("target",))
-                   for name in ("table5_results", "table6_architectures", "table7_policies",
-                                "table8_clr_parameters")],
+                   for name in (*TARGET_SECTION_TABLES,
+                                *(extra for extra in TARGET_SECTION_EXTRAS
+                                  if not rows_of(tables[extra], target).empty))],
         "figures": [figure_view(name, target_figures[target][name],
                                 f"{name.replace('_', ' ')}: {target}")
                     for name in TARGET_FIGURES if name in target_figures[target]],
@@ -172,4 +191,6 @@ def render_html(title, settings, tables, target_figures, overview_figures, notes
         data_check=data_check_view(data_check) if data_check else None,
         missing=(table_view(tables["missing_runs"], "missing_runs")
                  if not tables["missing_runs"].empty else None),
+        published=[table_view(tables[name], name) for name in REPORT_TABLES
+                   if name in tables and not tables[name].empty],
         method=method_text(settings, tables["table7_policies"]))

@@ -17,6 +17,7 @@ with fewer than MIN_SEEDS_TO_JUDGE seeds nothing is judged.
 """
 
 import math
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import cache
@@ -28,8 +29,8 @@ import yaml
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from workflow_scripts.labels import ANY_DISEASE, NO_FINDING
-from workflow_scripts.metrics import patient_draws, weighted_aurocs
+from workflow_scripts.labels import ANY_DISEASE, MULTILABEL, NO_FINDING, label_columns
+from workflow_scripts.metrics import patient_draws, weighted_ranking_statistics
 from workflow_scripts.policies import extra_parameters, lr_bounds
 from workflow_scripts.runs import (
     FILES,
@@ -40,6 +41,7 @@ from workflow_scripts.runs import (
     read_lr,
     read_metrics,
     read_predictions,
+    score_column,
 )
 from workflow_scripts.stage import InputError
 
@@ -100,9 +102,9 @@ class TargetRuns:
     momentum, batch_size, steps_per_epoch, schedule as a dict, folder); `histories` one row per
     run and epoch, with `device_seconds` accumulated over epochs; `learning_rates` the LR
     (arch, policy, step, lr) of one seed per arch x policy, at up to LR_POINTS steps spread
-    evenly over the run; `test` the target's test images
-    (image_index, patient_id, label) and `scores` their predicted scores, one row per run in
-    the order of `runs`.
+    evenly over the run; `test` the target's test images (image_index, patient_id and its
+    label columns, `labels.label_columns`) and `scores` their predicted scores, runs (in the
+    order of `runs`) x images x label columns.
     """
 
     target: str
@@ -112,22 +114,41 @@ class TargetRuns:
     test: pd.DataFrame
     scores: np.ndarray
 
+    @property
+    def labels(self):
+        """The label columns: one per output of the target's model."""
+        return label_columns(self.target)
 
-def aligned_scores(predictions, reference, path, reference_path):
-    """The scores of `predictions` in the image order of `reference` (both Arrow tables);
-    InputError if their images or labels differ."""
+    @property
+    def test_labels(self):
+        """The test images' labels: images x label columns."""
+        return self.test[list(self.labels)].to_numpy()
+
+    @property
+    def scored(self):
+        """The label columns whose test images hold both classes (an AUROC is defined)."""
+        positives = self.test_labels.sum(axis=0)
+        return [i for i, count in enumerate(positives) if 0 < count < len(self.test)]
+
+
+def aligned_scores(predictions, reference, path, reference_path, target):
+    """The scores of `predictions` in the image order of `reference` (both Arrow tables of
+    `target`'s predictions), images x label columns; InputError if their images or labels
+    differ."""
     if predictions.column("image_index").equals(reference.column("image_index")):
         order = np.arange(predictions.num_rows)
     else:
         order = pd.Index(predictions.column("image_index").to_numpy()).get_indexer(
             reference.column("image_index").to_numpy())
-    labels = predictions.column("label").to_numpy()
+    columns = label_columns(target)
     if (predictions.num_rows != reference.num_rows or (order < 0).any()
-            or not np.array_equal(labels[order], reference.column("label").to_numpy())):
+            or not all(np.array_equal(predictions.column(c).to_numpy()[order],
+                                      reference.column(c).to_numpy()) for c in columns)):
         raise InputError(f"{path} and {reference_path} hold different test images or labels, "
                          "but all runs of a target are tested on its one split. The split "
                          "changed after some runs finished: rerun the older runs.")
-    return predictions.column("score").to_numpy().astype(np.float64)[order]
+    return np.column_stack([predictions.column(score_column(c)).to_numpy().astype(np.float64)
+                            for c in columns])[order]
 
 
 def load_target_runs(run_folders, target, grid):
@@ -150,11 +171,11 @@ def load_target_runs(run_folders, target, grid):
         _, arch, trained, seed = key
         folder, metrics = by_key[key]
         history = read_history(folder / FILES["history"])
-        predictions = read_predictions(folder / FILES["predictions"])
+        predictions = read_predictions(folder / FILES["predictions"], target)
         if reference is None:
             reference, reference_path = predictions, folder / FILES["predictions"]
         run_scores = aligned_scores(predictions, reference, folder / FILES["predictions"],
-                                    reference_path)
+                                    reference_path, target)
         settings = metrics["settings"]
         history["device_seconds"] = np.cumsum(history["seconds"]) * max(metrics["gpus"], 1)
         for policy in [trained, *(p for p, twin in sharing.items() if twin == trained)]:
@@ -172,14 +193,15 @@ def load_target_runs(run_folders, target, grid):
     key_columns = ["arch", "policy", "seed"]
     runs = pd.DataFrame(rows, columns=[*key_columns, *METRIC_NUMBERS, "device", *SETTING_KEYS,
                                        "folder", "shared_run_of"])
-    test = (reference.select(["image_index", "patient_id", "label"]).to_pandas()
-            if reference is not None else
-            pd.DataFrame(columns=["image_index", "patient_id", "label"]))
+    test_columns = ["image_index", "patient_id", *label_columns(target)]
+    test = (reference.select(test_columns).to_pandas() if reference is not None
+            else pd.DataFrame(columns=test_columns))
     return TargetRuns(
         target=target, runs=runs,
         histories=stacked(histories, [*key_columns, *HISTORY_COLUMNS, "device_seconds"]),
         learning_rates=stacked(learning_rates, [*key_columns, "step", "lr"]),
-        test=test, scores=np.vstack(scores) if scores else np.empty((0, 0))), set(by_key)
+        test=test, scores=np.stack(scores) if scores
+        else np.empty((0, 0, len(label_columns(target))))), set(by_key)
 
 
 def stacked(parts, columns):
@@ -240,9 +262,11 @@ def target_seed(target):
     return zlib.crc32(target.encode())
 
 
-def auroc_statistics(target_runs, baselines, samples, level):
+def auroc_statistics(target_runs, baselines, samples, level, aurocs=None):
     """Per arch x policy: mean AUROC over seeds with its interval; and per baseline the mean
-    paired difference with its interval and p-value (see `mean_over_seeds`).
+    paired difference with its interval and p-value (see `mean_over_seeds`). A multi-label
+    run's AUROC is the mean over its labels (`label_mean`). `aurocs` are the runs'
+    `resampled` AUROCs where already computed.
 
     Returns (auroc, differences): auroc has arch, policy, seeds, auroc (mean over seeds),
     auroc_sd (across seeds), auroc_ci_low, auroc_ci_high; differences has arch, policy,
@@ -256,13 +280,7 @@ def auroc_statistics(target_runs, baselines, samples, level):
         return (pd.DataFrame(columns=["arch", "policy", "seeds", "auroc", "auroc_sd",
                                       "auroc_ci_low", "auroc_ci_high"]),
                 pd.DataFrame(columns=difference_columns))
-    test, seed = target_runs.test, target_seed(target_runs.target)
-    _, patient_of_image = np.unique(test["patient_id"].to_numpy(), return_inverse=True)
-    # Column 0: every patient once, the plain AUROC; then the resamples, shared by all runs.
-    draws = [np.ones((1, patient_of_image.max() + 1), np.uint8),
-             *patient_draws(patient_of_image.max() + 1, samples, seed)]
-    values = weighted_aurocs(test["label"].to_numpy(), target_runs.scores, patient_of_image,
-                             draws)
+    values = label_mean(resampled(target_runs, samples)[0] if aurocs is None else aurocs)
     row_of = {(r.arch, r.policy, r.seed): i for i, r in enumerate(runs.itertuples())}
     for (arch, policy), group in runs.groupby(["arch", "policy"], sort=False):
         rows = [row_of[(arch, policy, seed)] for seed in group["seed"]]
@@ -282,6 +300,34 @@ def auroc_statistics(target_runs, baselines, samples, level):
                                     "seeds": len(seeds), "delta_auroc": mean, "ci_low": low,
                                     "ci_high": high, "p_value": p_value})
     return pd.DataFrame(auroc_rows), pd.DataFrame(difference_rows, columns=difference_columns)
+
+
+def resampled(target_runs, samples, auprc=False):
+    """AUROC (and with `auprc` AUPRC) of every run and scored label: two arrays labels x runs x
+    (1 + samples), the second None without `auprc`. Column 0 counts every patient once (the
+    plain statistic); then the patient resamples, the same for every run and label of the
+    target (seeded by it)."""
+    test = target_runs.test
+    _, patient_of_image = np.unique(test["patient_id"].to_numpy(), return_inverse=True)
+    patients = patient_of_image.max() + 1
+    draws = [np.ones((1, patients), np.uint8),
+             *patient_draws(patients, samples, target_seed(target_runs.target))]
+    labels = target_runs.test_labels
+    per_label = [weighted_ranking_statistics(labels[:, i], target_runs.scores[:, :, i],
+                                             patient_of_image, draws, auprc=auprc)
+                 for i in target_runs.scored]
+    return (np.stack([aurocs for aurocs, _ in per_label]),
+            np.stack([auprcs for _, auprcs in per_label]) if auprc else None)
+
+
+def label_mean(values):
+    """The mean over labels (axis 0) of `resampled` values; a label undefined in a resample
+    (no positive image drawn) is left out of that resample's mean."""
+    if len(values) == 1:
+        return values[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # resamples with no label defined
+        return np.nanmean(values, axis=0)
 
 
 def judge_differences(differences, method, level, shared=None):
@@ -393,12 +439,13 @@ def interleave(table, pairs):
 
 def label_count_table(label_counts, target=None):
     """Table 1: label, single_label_images, images, and the paper's counts. With a `target`,
-    the rows of its disease and 'No Finding' (all rows for the one-class target)."""
+    the rows of its disease and 'No Finding' (all rows for the one-class and the multi-label
+    target)."""
     paper = paper_frame("table1_label_counts", {
         "label": "label", "single_label_images": "paper_single_label_images",
         "images": "paper_images"})
     table = with_paper(label_counts[["label", "single_label_images", "images"]], paper, ["label"])
-    if target is not None and target != ANY_DISEASE:
+    if target is not None and target not in (ANY_DISEASE, MULTILABEL):
         table = table[table["label"].isin([NO_FINDING, target])].reset_index(drop=True)
     return interleave(table, {"single_label_images": "paper_single_label_images",
                               "images": "paper_images"})

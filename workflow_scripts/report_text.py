@@ -135,6 +135,14 @@ def method_text(settings, policy_rows):
         "at least that high. Device time is the run's wall time per epoch times its GPUs "
         "(times 1 on a CPU), summed up to that epoch; columns say GPU-seconds or CPU-seconds "
         "for what the runs used.",
+        "AUPRC is scikit-learn's average precision; its mean over seeds gets its interval as "
+        "the AUROC's, on the same patient resamples. The Brier score is the mean squared "
+        "difference between score and label; the expected calibration error bins the test "
+        "scores into 10 bins of equal width on [0, 1] and sums each bin's |fraction positive "
+        "- mean score|, weighted by its share of images. A multi-label run's AUROC, AUPRC, "
+        "Brier score and ECE are the means over its diseases whose test images hold both "
+        "classes (per seed and resample), so its comparisons with the baselines are on that "
+        "mean; its per-label table has each disease's.",
         "Columns named paper: hold the numbers published in the paper (its Tables 1-8 and "
         "text), which are training accuracies in percent there and fractions here. Rows that "
         "only the paper has are kept so that every published number shows.",

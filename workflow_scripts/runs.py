@@ -2,7 +2,8 @@
 
 One run is one target x architecture x policy x seed. Its folder (`RUN`) holds `FILES`: the
 history (one row per epoch), the learning rate of every optimizer step, the test predictions
-and the metrics, plus the model where `train.save_model` asks for it. The train stage writes
+(`prediction_columns`: a label and a score per output of the model) and the metrics, plus the
+model where `train.save_model` asks for it. The train stage writes
 a run through `write_run`, the rules name its paths from `RUN` and `FILES`, and the report
 reads it through the readers below, which check what they read and name the file and the fix
 when it is damaged. Its checkpoint, outside the declared outputs, mirrors the folder under
@@ -15,10 +16,12 @@ from numbers import Real
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from workflow_scripts.labels import label_columns
 from workflow_scripts.stage import InputError, atomic_path
 
 RESULTS = "results"
@@ -32,7 +35,7 @@ MODEL_FILE = "model.keras"
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "auroc", "val_loss", "val_accuracy",
                    "val_auroc", "lr", "seconds", "steps")
 LR_COLUMNS = ("step", "epoch", "lr")
-PREDICTION_COLUMNS = ("image_index", "patient_id", "label", "score")
+IMAGE_COLUMNS = ("image_index", "patient_id")
 # The metrics.json numbers the report reads, and what its `settings` record: which run it is
 # and how it was trained.
 METRIC_NUMBERS = ("accuracy", "sensitivity", "specificity", "f1", "auroc", "auroc_ci_low",
@@ -41,6 +44,30 @@ METRIC_NUMBERS = ("accuracy", "sensitivity", "specificity", "f1", "auroc", "auro
                   "n_val", "n_test")
 RUN_KEYS = ("target", "arch", "policy", "seed")
 SETTING_KEYS = ("batch_size", "steps_per_epoch", "optimizer", "momentum", "schedule")
+
+
+def score_column(label_column):
+    """The predictions' column holding the scores of one label column."""
+    return "score" if label_column == "label" else f"score_{label_column}"
+
+
+def prediction_columns(target):
+    """The columns of a target's predictions.parquet: image_index, patient_id, then its label
+    columns (`labels.label_columns`: `label` for a binary target, the 14 diseases for
+    multilabel) and the score of each (`score`; `score_<disease>`)."""
+    labels = label_columns(target)
+    return (*IMAGE_COLUMNS, *labels, *map(score_column, labels))
+
+
+def prediction_frame(target, image_index, patient_id, labels, scores):
+    """A run's test predictions as written: `labels` and `scores` hold one column per output
+    of the target's model (`labels.label_columns`)."""
+    columns = label_columns(target)
+    return pd.DataFrame({
+        "image_index": image_index, "patient_id": patient_id,
+        **{column: np.asarray(labels)[:, i].astype(np.int8) for i, column in enumerate(columns)},
+        **{score_column(column): np.asarray(scores)[:, i].astype(np.float32)
+           for i, column in enumerate(columns)}})
 
 
 def output_files(save_model):
@@ -73,7 +100,7 @@ def write_run(paths, *, history, lr, predictions, metrics, model=None):
     with atomic_path(paths["lr"]) as temporary:
         lr.to_csv(temporary, index=False, columns=list(LR_COLUMNS))
     with atomic_path(paths["predictions"]) as temporary:
-        predictions[list(PREDICTION_COLUMNS)].to_parquet(temporary, index=False)
+        predictions.to_parquet(temporary, index=False)
     with atomic_path(paths["metrics"]) as temporary:
         Path(temporary).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
 
@@ -155,10 +182,12 @@ def read_lr(path):
     return read_numeric_csv(path, ("step", "lr"))
 
 
-def read_predictions(path):
+def read_predictions(path, target):
+    """The test predictions of a run of `target` (`prediction_columns`), as an Arrow table."""
+    columns = prediction_columns(target)
     try:
-        table = pq.read_table(path, columns=list(PREDICTION_COLUMNS))
+        table = pq.read_table(path)
     except (OSError, pa.ArrowException, ValueError) as error:
         raise unreadable(path, error) from error
-    require_columns(path, table, PREDICTION_COLUMNS)
-    return table
+    require_columns(path, table, columns)
+    return table.select(list(columns))

@@ -36,10 +36,11 @@ from workflow_scripts.input_pipeline import (
     steps_per_epoch,
     training_dataset,
 )
-from workflow_scripts.metrics import epochs_to_target, summarize_predictions
+from workflow_scripts.labels import MULTILABEL, label_columns
+from workflow_scripts.metrics import epochs_to_target, summarize_multilabel, summarize_predictions
 from workflow_scripts.models import compile_model, make_optimizer, new_model
 from workflow_scripts.policies import lr_bounds, schedule_params
-from workflow_scripts.runs import HISTORY_COLUMNS, write_run
+from workflow_scripts.runs import HISTORY_COLUMNS, prediction_frame, write_run
 from workflow_scripts.schedules import make_schedule, schedule_values
 from workflow_scripts.stage import InputError, log, run
 
@@ -128,7 +129,20 @@ def lr_per_step(schedule, history, steps_in_epoch):
 
 
 def predict(model, images, data, batch_size):
-    return model.predict(evaluation_dataset(images, data, batch_size), verbose=0).reshape(-1)
+    """Scores of `data`'s images: images x outputs."""
+    return model.predict(evaluation_dataset(images, data, batch_size), verbose=0).reshape(
+        len(data), -1)
+
+
+def evaluation_metrics(target, test, test_scores, val, val_scores, metrics_settings, seed):
+    """The test numbers of metrics.json: a binary target's, or per label and their mean."""
+    options = {"samples": metrics_settings["bootstrap_samples"],
+               "level": metrics_settings["ci_level"], "seed": seed}
+    if target == MULTILABEL:
+        return summarize_multilabel(label_columns(target), test.labels, test_scores,
+                                    test.patient_id, val.labels, val_scores, **options)
+    return summarize_predictions(test.labels[:, 0], test_scores[:, 0], test.patient_id,
+                                 val.labels[:, 0], val_scores[:, 0], **options)
 
 
 @dataclass
@@ -186,7 +200,8 @@ def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy,
                 log.info("%s holds all %d epochs: evaluating only", saved.model_path, epochs)
         else:
             history, seconds = [], 0.0
-            model = new_model(arch, image_size, model_settings, settings, seed, device.xla)
+            model = new_model(arch, image_size, model_settings, settings, seed, device.xla,
+                              outputs=train.labels.shape[1])
             compile_model(model, make_optimizer(settings, schedule), device.xla)
 
     recorder = EpochRecorder(checkpoint, history, seconds, schedule, epochs)
@@ -209,13 +224,9 @@ def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy,
         signal.signal(signal.SIGTERM, previous_handler)
 
     history_frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    predictions = pd.DataFrame({
-        "image_index": test.image_index, "patient_id": test.patient_id,
-        "label": test.labels.astype(np.int8), "score": test_scores.astype(np.float32)})
-    metrics = summarize_predictions(
-        test.labels, test_scores, test.patient_id, val.labels, val_scores,
-        samples=metrics_settings["bootstrap_samples"], level=metrics_settings["ci_level"],
-        seed=seed)
+    predictions = prediction_frame(target, test.image_index, test.patient_id, test.labels,
+                                   test_scores)
+    metrics = evaluation_metrics(target, test, test_scores, val, val_scores, metrics_settings, seed)
     train_seconds = float(history_frame["seconds"].sum())
     metrics.update({
         "epochs": epochs,

@@ -264,14 +264,20 @@ def parse_metadata_seconds(csv_path):
     return seconds, table, summary
 
 
-def all_splits_seconds(table):
+def split_targets():
     from workflow_scripts.labels import TARGETS
+
+    return TARGETS
+
+
+def all_splits_seconds(table):
     from workflow_scripts.make_split import make_split
 
     settings = {"seed": 42, "test_fraction": 0.2, "val_fraction": 0.1,
                 "negatives_per_positive": 1.0, "negatives": {},
                 "no_finding_vs_any": {"normal": 2800, "per_disease": 200}}
-    seconds, _ = timed(lambda: [make_split(table, target, settings) for target in TARGETS])
+    seconds, _ = timed(lambda: [make_split(table, target, settings)
+                                for target in split_targets()])
     return seconds
 
 

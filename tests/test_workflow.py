@@ -178,10 +178,14 @@ def test_a_range_test_without_usable_bounds_stops_the_runs_that_need_them(workfl
     assert not (workflow / "results" / "runs").exists()
 
 
-# One run of the test config, long enough to be interrupted mid-training.
+# One run of the test config, long enough to be interrupted mid-training: SIGINT comes after
+# the first of its epochs, which take about a second each, so that the job is surely still
+# training when Snakemake gets it.
+EPOCHS = 12
 ONE_RUN = "results/runs/Effusion/mobilenet/constant/seed0"
 ONE_RUN_ARGS = (f"{ONE_RUN}/metrics.json", "--cores", 1, "--configfile", "config/test.yaml",
-                "--config", "targets=[Effusion]", "policies=[constant]", "train={epochs: 5}")
+                "--config", "targets=[Effusion]", "policies=[constant]",
+                f"train={{epochs: {EPOCHS}}}")
 
 
 @pytest.mark.slow
@@ -211,8 +215,8 @@ def test_sigint_to_snakemake_during_training_then_the_same_command_trains_no_epo
     assert "Forced execution" in again.stdout, "Snakemake reran the job it did not commit"
     log = (workflow / "logs/train/Effusion/mobilenet/constant/seed0.log").read_text()
     first_attempt, second_attempt = log.split("===== attempt 2")
-    assert len(re.findall(r"INFO epoch \d/5 ", first_attempt)) == 5
-    assert not re.findall(r"INFO epoch \d/5 ", second_attempt), "no epoch trained twice"
-    assert "holds all 5 epochs: evaluating only" in second_attempt
+    assert len(re.findall(rf"INFO epoch \d+/{EPOCHS} ", first_attempt)) == EPOCHS
+    assert not re.findall(rf"INFO epoch \d+/{EPOCHS} ", second_attempt), "no epoch trained twice"
+    assert f"holds all {EPOCHS} epochs: evaluating only" in second_attempt
     assert {path.name: path.read_bytes() for path in run.iterdir()} == finished, \
         "the outputs of the uninterrupted training, to the byte"

@@ -330,28 +330,37 @@ def mean_roc(labels, scores):
     return np.mean(curves, axis=0)
 
 
+def square_panels(architectures, runs, policies, draw, xlabel, ylabel, legend_loc, label):
+    """A square [0, 1] panel per architecture with the diagonal dotted: `draw(axis, arch,
+    policy, rows)` draws each policy from its runs' rows; the legend's numbers are `label`."""
+    figure, axes = panels(1, len(architectures), 3.3, 3.3)
+    for axis, arch in zip(axes[0], architectures, strict=True):
+        for policy in policies:
+            rows = np.flatnonzero((runs["arch"] == arch) & (runs["policy"] == policy))
+            if len(rows):
+                draw(axis, arch, policy, rows)
+        axis.plot([0, 1], [0, 1], color="0.65", linestyle=":", linewidth=1)
+        axis.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", xlabel=xlabel, ylabel=ylabel)
+        panel_title(axis, f"{arch}: policy ({label})")
+        axis.legend(fontsize=7, loc=legend_loc)
+        axis.grid(alpha=0.3)
+    return figure
+
+
 def roc_curves(target, labels, scores, runs, auroc, architectures, policies, colors):
     """Test ROC curve per policy (averaged over seeds, and over labels for a multi-label
     target, at fixed false-positive rates), a panel per architecture; the legend gives the
     mean AUROC. `labels` is test images x labels, `scores` runs x images x labels."""
     if runs.empty:
         return notice(f"ROC curves: {target}", "No finished runs.")
-    figure, axes = panels(1, len(architectures), 3.3, 3.3)
-    for axis, arch in zip(axes[0], architectures, strict=True):
-        for policy in policies:
-            rows = np.flatnonzero((runs["arch"] == arch) & (runs["policy"] == policy))
-            if not len(rows):
-                continue
-            value = auroc.loc[(auroc["arch"] == arch) & (auroc["policy"] == policy), "auroc"]
-            axis.plot(ROC_GRID, mean_roc(labels, scores[rows]), color=colors[policy],
-                      linewidth=1.4, label=f"{policy} ({value.iat[0]:.3f})")
-        axis.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
-        axis.set_aspect("equal")
-        axis.set_xlabel("false-positive rate")
-        axis.set_ylabel("true-positive rate")
-        panel_title(axis, f"{arch}: policy (mean AUROC)")
-        axis.legend(fontsize=7, loc="lower right")
-        axis.grid(alpha=0.3)
+    mean_auroc = auroc.set_index(["arch", "policy"])["auroc"]
+
+    def draw(axis, arch, policy, rows):
+        axis.plot(ROC_GRID, mean_roc(labels, scores[rows]), color=colors[policy],
+                  linewidth=1.4, label=f"{policy} ({mean_auroc[(arch, policy)]:.3f})")
+
+    figure = square_panels(architectures, runs, policies, draw, "false-positive rate",
+                           "true-positive rate", "lower right", "mean AUROC")
     title(figure, f"ROC curves on the test set: {target}")
     return png(figure)
 
@@ -365,26 +374,16 @@ def reliability_diagram(target, labels, scores, runs, calibration, architectures
     if runs.empty:
         return notice(f"Reliability: {target}", "No finished runs.")
     ece = calibration.set_index(["arch", "policy"])["ece"]
-    figure, axes = panels(1, len(architectures), 3.3, 3.3)
-    for axis, arch in zip(axes[0], architectures, strict=True):
-        for policy in policies:
-            rows = np.flatnonzero((runs["arch"] == arch) & (runs["policy"] == policy))
-            if not len(rows):
-                continue
-            pooled_labels = np.broadcast_to(labels, scores[rows].shape).reshape(-1)
-            count, mean_score, positives = calibration_bins(pooled_labels,
-                                                            scores[rows].reshape(-1))
-            filled = count > 0
-            axis.plot(mean_score[filled], positives[filled], color=colors[policy],
-                      marker="o", markersize=3, linewidth=1.2,
-                      label=f"{policy} ({ece[(arch, policy)]:.3f})")
-        axis.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
-        axis.set(xlim=(0, 1), ylim=(0, 1), aspect="equal")
-        axis.set_xlabel("mean score in the bin")
-        axis.set_ylabel("fraction positive")
-        panel_title(axis, f"{arch}: policy (mean ECE)")
-        axis.legend(fontsize=7, loc="upper left")
-        axis.grid(alpha=0.3)
+
+    def draw(axis, arch, policy, rows):
+        pooled_labels = np.broadcast_to(labels, scores[rows].shape).reshape(-1)
+        count, mean_score, positives = calibration_bins(pooled_labels, scores[rows].reshape(-1))
+        filled = count > 0
+        axis.plot(mean_score[filled], positives[filled], color=colors[policy], marker="o",
+                  markersize=3, linewidth=1.2, label=f"{policy} ({ece[(arch, policy)]:.3f})")
+
+    figure = square_panels(architectures, runs, policies, draw, "mean score in the bin",
+                           "fraction positive", "upper left", "mean ECE")
     title(figure, f"Reliability on the test set ({ECE_BINS} score bins): {target}")
     return png(figure)
 

@@ -397,20 +397,43 @@ def paper_numbers():
     return yaml.safe_load(PAPER_NUMBERS.read_text())
 
 
-def paper_frame(section, rename, percent=()):
-    """A section of paper_numbers.yaml as a DataFrame; `rename` maps its keys to columns."""
+def paper_frame(section, keys, numbers):
+    """A section of paper_numbers.yaml as a DataFrame: its `keys`, and each of its `numbers`
+    as column `paper_<name>`. The paper's accuracies are training accuracies in percent:
+    they become `paper_train_accuracy`, a fraction."""
     frame = pd.DataFrame(paper_numbers()[section])
-    for column in percent:
-        frame[column] = frame[column] / 100
-    return frame[list(rename)].rename(columns=rename)
+    if "accuracy" in numbers:
+        frame["accuracy"] = frame["accuracy"] / 100
+    return frame[[*keys, *numbers]].rename(columns={
+        name: "paper_train_accuracy" if name == "accuracy" else f"paper_{name}"
+        for name in numbers})
 
 
-def with_paper(table, paper, keys, keep_paper_rows=False):
-    """`table` with the paper's columns joined on `keys`; rows only the paper has are kept
-    when `keep_paper_rows` (for the table's targets only), so every published number shows."""
-    if keep_paper_rows:
-        paper = paper[paper["target"].isin(table["target"].unique())]
-    return table.merge(paper, on=keys, how="outer" if keep_paper_rows else "left", sort=False)
+def beside_paper(table, section, key, compared):
+    """Tables 1-4: `table` with the paper's numbers of `section` joined on column `key`, each
+    in a `paper_<name>` column right after ours; `compared` maps our column to the paper's
+    name of the number it compares with."""
+    paper = paper_frame(section, [key], list(compared.values()))
+    table = table.merge(paper, on=key, how="left", sort=False)
+    columns = [column for column in table.columns if column not in paper.columns[1:]]
+    for ours, name in compared.items():
+        columns.insert(columns.index(ours) + 1, f"paper_{name}")
+    return table[columns]
+
+
+def paper_rows(section, target, keys, numbers):
+    """Tables 5-8: the paper's rows of `target` in `section` (see `paper_frame`)."""
+    paper = paper_frame(section, keys, numbers)
+    return paper[paper["target"] == target]
+
+
+def with_paper(table, paper, keys, columns, grid):
+    """Tables 5-8: `table`, one target's rows, with the paper's rows of that target joined on
+    `keys`, keeping those only the paper has (none when `table` has no rows) so that every
+    published number shows; as `columns` in the configured order."""
+    paper = paper[paper["target"].isin(table["target"].unique())]
+    table = table.merge(paper, on=keys, how="outer", sort=False)
+    return ordered(table.reindex(columns=columns), grid)
 
 
 def ordered(table, grid):
@@ -427,28 +450,18 @@ def ordered(table, grid):
     return table.iloc[order].reset_index(drop=True)
 
 
-def interleave(table, pairs):
-    """Columns reordered so that each `paper_x` of `pairs` follows its `x`."""
-    columns = [c for c in table.columns if c not in pairs.values()]
-    for ours, theirs in pairs.items():
-        columns.insert(columns.index(ours) + 1, theirs)
-    return table[columns]
-
-
 # --- Tables 1-4: data and settings, one target's rows ----------------------------------------
 
 def label_count_table(label_counts, target=None):
     """Table 1: label, single_label_images, images, and the paper's counts. With a `target`,
     the rows of its disease and 'No Finding' (all rows for the one-class and the multi-label
     target)."""
-    paper = paper_frame("table1_label_counts", {
-        "label": "label", "single_label_images": "paper_single_label_images",
-        "images": "paper_images"})
-    table = with_paper(label_counts[["label", "single_label_images", "images"]], paper, ["label"])
+    counts = ["single_label_images", "images"]
+    table = beside_paper(label_counts[["label", *counts]], "table1_label_counts", "label",
+                         {name: name for name in counts})
     if target is not None and target not in (ANY_DISEASE, MULTILABEL):
         table = table[table["label"].isin([NO_FINDING, target])].reset_index(drop=True)
-    return interleave(table, {"single_label_images": "paper_single_label_images",
-                              "images": "paper_images"})
+    return table
 
 
 def split_table(split_summary, target):
@@ -460,13 +473,9 @@ def split_table(split_summary, target):
                          "split_summary rule.")
     table.insert(3, "images", table["positives"] + table["negatives"])
     table.insert(6, "train_and_val", table["train"] + table["val"])
-    paper = paper_frame("table2_splits", {
-        "target": "target", "positives": "paper_positives", "negatives": "paper_negatives",
-        "images": "paper_images", "train": "paper_train", "test": "paper_test"})
-    table = with_paper(table.reset_index(drop=True), paper, ["target"])
-    return interleave(table, {"positives": "paper_positives", "negatives": "paper_negatives",
-                              "images": "paper_images", "train_and_val": "paper_train",
-                              "test": "paper_test"})
+    return beside_paper(table.reset_index(drop=True), "table2_splits", "target", {
+        "positives": "positives", "negatives": "negatives", "images": "images",
+        "train_and_val": "train", "test": "test"})
 
 
 def batch_table(split_summary, settings, target_runs):
@@ -484,26 +493,16 @@ def batch_table(split_summary, settings, target_runs):
                            "train_images": int(sizes["train"]), "train_batches": train_batches,
                            "test_images": int(sizes["test"]),
                            "test_batches": math.ceil(sizes["test"] / batch_size)}])
-    paper = paper_frame("table3_batches", {
-        "target": "target", "batch_size": "paper_batch_size",
-        "train_batches": "paper_train_batches", "test_batches": "paper_test_batches"})
-    table = with_paper(table, paper, ["target"])
-    return interleave(table, {"batch_size": "paper_batch_size",
-                              "train_batches": "paper_train_batches",
-                              "test_batches": "paper_test_batches"})
+    compared = ["batch_size", "train_batches", "test_batches"]
+    return beside_paper(table, "table3_batches", "target", {name: name for name in compared})
 
 
 def optimizer_table(settings, target):
     """Table 4 row: optimizer, learning rate, decay and momentum as configured, and the paper's."""
-    chosen = settings[target]
-    table = pd.DataFrame([{"target": target, **{name: chosen[name] for name in
-                           ("optimizer", "learning_rate", "decay", "momentum")}}])
-    paper = paper_frame("table4_optimizers", {
-        "target": "target", "optimizer": "paper_optimizer", "learning_rate":
-        "paper_learning_rate", "decay": "paper_decay", "momentum": "paper_momentum"})
-    table = with_paper(table, paper, ["target"])
-    return interleave(table, {name: f"paper_{name}" for name in
-                              ("optimizer", "learning_rate", "decay", "momentum")})
+    compared = ["optimizer", "learning_rate", "decay", "momentum"]
+    table = pd.DataFrame([{"target": target, **{name: settings[target][name]
+                                                for name in compared}}])
+    return beside_paper(table, "table4_optimizers", "target", {name: name for name in compared})
 
 
 # --- Tables 5-8: results -------------------------------------------------------------------
@@ -537,10 +536,8 @@ def results_table(target_runs, auroc, grid):
                "train_accuracy", "paper_train_accuracy", "paper_epochs", "accuracy",
                "accuracy_sd", "sensitivity", "specificity", "f1", "auroc", "auroc_sd",
                "auroc_ci_low", "auroc_ci_high"]
-    paper = paper_frame("table5_results", {"target": "target", "arch": "arch", "policy":
-                                           "policy", "epochs": "paper_epochs", "accuracy":
-                                           "paper_train_accuracy"}, percent=["accuracy"])
-    paper = paper[paper["target"] == target_runs.target]
+    keys = ["target", "arch", "policy"]
+    paper = paper_rows("table5_results", target_runs.target, keys, ["epochs", "accuracy"])
     if runs.empty:
         return ordered(paper.reindex(columns=columns), grid)
     table = seed_summary(runs, ["epochs", "train_accuracy", "accuracy", "sensitivity",
@@ -549,8 +546,7 @@ def results_table(target_runs, auroc, grid):
     table = table.join(same_schedule(runs))
     table = table.reset_index().merge(auroc.drop(columns="seeds"), on=["arch", "policy"])
     table.insert(0, "target", target_runs.target)
-    table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
-    return ordered(table.reindex(columns=columns), grid)
+    return with_paper(table, paper, keys, columns, grid)
 
 
 def architecture_table(target_runs, grid):
@@ -562,10 +558,9 @@ def architecture_table(target_runs, grid):
                "device_seconds_per_epoch", "paper_hours_per_epoch", "images_per_second",
                "train_accuracy", "paper_train_accuracy", "paper_epochs", "accuracy", "auroc",
                "best_policy", "best_policy_auroc"]
-    paper = paper_frame("table6_architectures", {
-        "target": "target", "arch": "arch", "hours_per_epoch": "paper_hours_per_epoch",
-        "epochs": "paper_epochs", "accuracy": "paper_train_accuracy"}, percent=["accuracy"])
-    paper = paper[paper["target"] == target_runs.target]
+    keys = ["target", "arch"]
+    paper = paper_rows("table6_architectures", target_runs.target, keys,
+                       ["hours_per_epoch", "epochs", "accuracy"])
     if runs.empty:
         return ordered(paper.reindex(columns=columns), grid)
     rows = []
@@ -582,8 +577,7 @@ def architecture_table(target_runs, grid):
             "train_accuracy": group["train_accuracy"].mean(),
             "accuracy": group["accuracy"].mean(), "auroc": group["auroc"].mean(),
             "best_policy": by_policy.idxmax(), "best_policy_auroc": by_policy.max()})
-    table = with_paper(pd.DataFrame(rows), paper, ["target", "arch"], keep_paper_rows=True)
-    return ordered(table.reindex(columns=columns), grid)
+    return with_paper(pd.DataFrame(rows), paper, keys, columns, grid)
 
 
 def policy_table(target_runs, auroc, differences, reach, baselines, grid):
@@ -604,10 +598,8 @@ def policy_table(target_runs, auroc, differences, reach, baselines, grid):
                     f"p_adjusted_vs_{baseline}", f"beyond_noise_vs_{baseline}",
                     f"epochs_to_{baseline}_best", f"epochs_to_{baseline}_best_mean",
                     f"device_seconds_to_{baseline}_best", f"seeds_reaching_{baseline}_best"]
-    paper = paper_frame("table7_policies", {
-        "target": "target", "arch": "arch", "policy": "policy", "epochs": "paper_epochs",
-        "accuracy": "paper_train_accuracy"}, percent=["accuracy"])
-    paper = paper[paper["target"] == target_runs.target]
+    keys = ["target", "arch", "policy"]
+    paper = paper_rows("table7_policies", target_runs.target, keys, ["epochs", "accuracy"])
     if runs.empty:
         return ordered(paper.reindex(columns=columns), grid)
     table = seed_summary(runs, ["epochs", "train_accuracy", "best_val_accuracy", "accuracy",
@@ -636,8 +628,7 @@ def policy_table(target_runs, auroc, differences, reach, baselines, grid):
         }).reset_index()
         table = table.merge(summary, on=["arch", "policy"], how="left")
     table.insert(0, "target", target_runs.target)
-    table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
-    return ordered(table.reindex(columns=columns), grid)
+    return with_paper(table, paper, keys, columns, grid)
 
 
 def schedule_extras(policy, schedule):
@@ -660,11 +651,8 @@ def clr_table(target_runs, settings, lr_finder, grid):
                "paper_max_lr", "step_size", "step_size_epochs", "paper_step_size_epochs",
                "epochs", "paper_epochs", "other", "lr_finder_rule", "lr_finder_base_lr",
                "lr_finder_max_lr", "lr_finder_check"]
-    paper = paper_frame("table8_clr", {
-        "target": "target", "arch": "arch", "policy": "policy", "base_lr": "paper_base_lr",
-        "max_lr": "paper_max_lr", "step_size_epochs": "paper_step_size_epochs",
-        "epochs": "paper_epochs"})
-    paper = paper[paper["target"] == target_runs.target]
+    paper = paper_rows("table8_clr", target_runs.target, ["target", "arch", "policy"],
+                       ["base_lr", "max_lr", "step_size_epochs", "epochs"])
     configured = settings[target_runs.target]
     rows = []
     for (arch, policy), group in runs.groupby(["arch", "policy"], sort=False):
@@ -689,10 +677,5 @@ def clr_table(target_runs, settings, lr_finder, grid):
             "lr_finder_base_lr": found["base_lr"] if found and found["base_lr"] else math.nan,
             "lr_finder_max_lr": found["max_lr"] if found and found["max_lr"] else math.nan,
             "lr_finder_check": found["verdict"] if found else None})
-    table = pd.DataFrame(rows, columns=columns[:3] + ["bounds_from", "base_lr", "max_lr",
-                                                       "step_size", "step_size_epochs",
-                                                       "epochs", "other", "lr_finder_rule",
-                                                       "lr_finder_base_lr", "lr_finder_max_lr",
-                                                       "lr_finder_check"])
-    table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
-    return ordered(table.reindex(columns=columns), grid)
+    table = pd.DataFrame(rows, columns=[c for c in columns if not c.startswith("paper_")])
+    return with_paper(table, paper, ["target", "arch", "policy"], columns, grid)

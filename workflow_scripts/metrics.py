@@ -140,17 +140,6 @@ def average_precisions(positive_weights, negatives, negatives_below, group_start
         return np.einsum("ij,ij->i", gained, precision) / positives[:, -1]
 
 
-def weighted_aurocs(labels, scores, patient_of_image, draws):
-    """The AUROCs of `weighted_ranking_statistics`: runs x resamples."""
-    return weighted_ranking_statistics(labels, scores, patient_of_image, draws,
-                                       auprc=False)[0]
-
-
-def weighted_average_precisions(labels, scores, patient_of_image, draws):
-    """The AUPRCs of `weighted_ranking_statistics`: runs x resamples."""
-    return weighted_ranking_statistics(labels, scores, patient_of_image, draws)[1]
-
-
 def patient_resamples(patients, samples, seed):
     """(patient number of each image, the resamples' draw-count blocks) for `patients`."""
     _, patient_of_image = np.unique(np.asarray(patients), return_inverse=True)
@@ -162,14 +151,6 @@ def percentile_interval(values, level):
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(values, [tail, 100 - tail])
     return float(low), float(high)
-
-
-def bootstrap_auroc_interval(labels, scores, patients, samples=1000, level=0.95, seed=0):
-    """Percentile interval of the AUROC over `samples` patient-level bootstrap resamples."""
-    patient_of_image, draws = patient_resamples(patients, samples, seed)
-    values = weighted_aurocs(labels, np.asarray(scores, dtype=np.float64)[None],
-                             patient_of_image, draws)[0]
-    return percentile_interval(values, level)
 
 
 def calibration_bins(labels, scores, bins=ECE_BINS):

@@ -250,8 +250,6 @@ def write_figures(pngs, folder):
         (folder / f"{name}.png").write_bytes(data)
 
 
-# --- written summary -----------------------------------------------------------------------
-
 # --- entries -------------------------------------------------------------------------------
 
 def report_settings(params):

@@ -30,7 +30,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.labels import ANY_DISEASE, MULTILABEL, NO_FINDING, label_columns
-from workflow_scripts.metrics import patient_draws, weighted_ranking_statistics
+from workflow_scripts.metrics import patient_resamples, weighted_ranking_statistics
 from workflow_scripts.policies import extra_parameters, lr_bounds
 from workflow_scripts.runs import (
     FILES,
@@ -307,11 +307,9 @@ def resampled(target_runs, samples, auprc=False):
     (1 + samples), the second None without `auprc`. Column 0 counts every patient once (the
     plain statistic); then the patient resamples, the same for every run and label of the
     target (seeded by it)."""
-    test = target_runs.test
-    _, patient_of_image = np.unique(test["patient_id"].to_numpy(), return_inverse=True)
-    patients = patient_of_image.max() + 1
-    draws = [np.ones((1, patients), np.uint8),
-             *patient_draws(patients, samples, target_seed(target_runs.target))]
+    patient_of_image, draws = patient_resamples(target_runs.test["patient_id"], samples,
+                                                target_seed(target_runs.target))
+    draws = [np.ones((1, patient_of_image.max() + 1), np.uint8), *draws]
     labels = target_runs.test_labels
     per_label = [weighted_ranking_statistics(labels[:, i], target_runs.scores[:, :, i],
                                              patient_of_image, draws, auprc=auprc)

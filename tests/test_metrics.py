@@ -44,7 +44,7 @@ def test_weighted_aurocs_agree_with_scikit_learn_for_every_run_and_resample(ties
     _, patient_of_image = np.unique(patients, return_inverse=True)
     draws = patient_draws(patient_of_image.max() + 1, 600, seed=1)
     assert [len(block) for block in draws] == [250, 250, 100]
-    ours = weighted_ranking_statistics(labels, scores, patient_of_image, draws, auprc=False)[0]
+    ours = weighted_ranking_statistics(labels, scores, patient_of_image, draws)[0]
     counts = np.vstack(draws).astype(np.float64)[:, patient_of_image]
     for run, run_scores in enumerate(scores):
         for resample in range(0, 600, 37):

@@ -64,9 +64,9 @@ def patient_draws(n_patients, samples, seed):
     return [block.astype(np.min_scalar_type(block.max())) for block in blocks]
 
 
-def weighted_ranking_statistics(labels, scores, patient_of_image, draws, auprc=True):
+def weighted_ranking_statistics(labels, scores, patient_of_image, draws):
     """(AUROC, AUPRC) of every run (rows of `scores`) under every resample (rows of the
-    `draws` blocks): two arrays runs x resamples (AUPRC None without `auprc`).
+    `draws` blocks): two arrays runs x resamples.
 
     An image weighs as much as its patient's draw count. The weighted AUROC is
     P(score_pos > score_neg) + P(tie) / 2 over weighted pairs (scikit-learn's with sample
@@ -85,7 +85,7 @@ def weighted_ranking_statistics(labels, scores, patient_of_image, draws, auprc=T
     labels = np.asarray(labels).astype(bool)
     resamples = sum(len(block) for block in draws)
     aurocs = np.empty((len(scores), resamples))
-    auprcs = np.empty((len(scores), resamples)) if auprc else None
+    auprcs = np.empty((len(scores), resamples))
     for row, run_scores in enumerate(scores):
         order = np.argsort(run_scores, kind="stable")
         positive = labels[order]
@@ -115,10 +115,8 @@ def weighted_ranking_statistics(labels, scores, patient_of_image, draws, auprc=T
             with np.errstate(invalid="ignore", divide="ignore"):
                 aurocs[row, block] = pairs.sum(axis=1, dtype=np.float64) / (
                     positive_weights.sum(axis=1, dtype=np.float64) * cumulative[:, -1])
-            if auprc:
-                auprcs[row, block] = average_precisions(positive_weights, cumulative,
-                                                        below[group_start], group_start,
-                                                        group_end)
+            auprcs[row, block] = average_precisions(positive_weights, cumulative,
+                                                    below[group_start], group_start, group_end)
             column += len(counts)
     return aurocs, auprcs
 

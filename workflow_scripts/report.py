@@ -112,10 +112,9 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
     runs, found = load_target_runs(run_folders, target, grid)
     missing = missing_runs(found, grid, target)
     baselines = settings.present_baselines
-    aurocs, auprcs = (resampled(runs, settings.samples, auprc=True) if not runs.runs.empty
+    aurocs, auprcs = (resampled(runs, settings.samples) if not runs.runs.empty
                       else (None, None))
-    auroc, differences = auroc_statistics(runs, baselines, settings.samples, settings.level,
-                                          aurocs)
+    auroc, differences = auroc_statistics(runs, aurocs, baselines, settings.level)
     differences = judge_differences(differences, settings.multiplicity, settings.level,
                                     grid.shared_runs(target))
     reach = baseline_reach(runs.histories, baselines)

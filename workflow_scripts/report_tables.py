@@ -262,11 +262,10 @@ def target_seed(target):
     return zlib.crc32(target.encode())
 
 
-def auroc_statistics(target_runs, baselines, samples, level, aurocs=None):
+def auroc_statistics(target_runs, aurocs, baselines, level):
     """Per arch x policy: mean AUROC over seeds with its interval; and per baseline the mean
-    paired difference with its interval and p-value (see `mean_over_seeds`). A multi-label
-    run's AUROC is the mean over its labels (`label_mean`). `aurocs` are the runs'
-    `resampled` AUROCs where already computed.
+    paired difference with its interval and p-value (see `mean_over_seeds`), from the runs'
+    `resampled` AUROCs. A multi-label run's AUROC is the mean over its labels (`label_mean`).
 
     Returns (auroc, differences): auroc has arch, policy, seeds, auroc (mean over seeds),
     auroc_sd (across seeds), auroc_ci_low, auroc_ci_high; differences has arch, policy,
@@ -280,7 +279,7 @@ def auroc_statistics(target_runs, baselines, samples, level, aurocs=None):
         return (pd.DataFrame(columns=["arch", "policy", "seeds", "auroc", "auroc_sd",
                                       "auroc_ci_low", "auroc_ci_high"]),
                 pd.DataFrame(columns=difference_columns))
-    values = label_mean(resampled(target_runs, samples)[0] if aurocs is None else aurocs)
+    values = label_mean(aurocs)
     row_of = {(r.arch, r.policy, r.seed): i for i, r in enumerate(runs.itertuples())}
     for (arch, policy), group in runs.groupby(["arch", "policy"], sort=False):
         rows = [row_of[(arch, policy, seed)] for seed in group["seed"]]
@@ -302,20 +301,19 @@ def auroc_statistics(target_runs, baselines, samples, level, aurocs=None):
     return pd.DataFrame(auroc_rows), pd.DataFrame(difference_rows, columns=difference_columns)
 
 
-def resampled(target_runs, samples, auprc=False):
-    """AUROC (and with `auprc` AUPRC) of every run and scored label: two arrays labels x runs x
-    (1 + samples), the second None without `auprc`. Column 0 counts every patient once (the
-    plain statistic); then the patient resamples, the same for every run and label of the
-    target (seeded by it)."""
+def resampled(target_runs, samples):
+    """AUROC and AUPRC of every run and scored label: two arrays labels x runs x (1 + samples).
+    Column 0 counts every patient once (the plain statistic); then the patient resamples, the
+    same for every run and label of the target (seeded by it)."""
     patient_of_image, draws = patient_resamples(target_runs.test["patient_id"], samples,
                                                 target_seed(target_runs.target))
     draws = [np.ones((1, patient_of_image.max() + 1), np.uint8), *draws]
     labels = target_runs.test_labels
     per_label = [weighted_ranking_statistics(labels[:, i], target_runs.scores[:, :, i],
-                                             patient_of_image, draws, auprc=auprc)
+                                             patient_of_image, draws)
                  for i in target_runs.scored]
     return (np.stack([aurocs for aurocs, _ in per_label]),
-            np.stack([auprcs for _, auprcs in per_label]) if auprc else None)
+            np.stack([auprcs for _, auprcs in per_label]))
 
 
 def label_mean(values):

@@ -135,7 +135,7 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
     colors = figures.policy_colors(grid.policies)
     # Test labels and scores of the labels whose test images hold both classes.
     scored = (runs.test_labels[:, runs.scored], runs.scores[:, :, runs.scored])
-    kind = device_kind(runs.runs["gpus"]) if not runs.runs.empty else "mixed"
+    kind = device_kind(runs.runs["gpus"])  # 'mixed' without runs
     architectures, policies = grid.architectures, grid.policies
     target_figures = {
         "label_distribution": figures.label_distribution(

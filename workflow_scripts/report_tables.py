@@ -510,11 +510,13 @@ def device_kind(gpus):
 
 
 def seed_summary(runs, columns):
-    """Per arch x policy: the number of seeds and the mean over seeds of `columns`."""
+    """Per arch x policy: the number of seeds, the mean over seeds of `columns`, the accuracy's
+    standard deviation across seeds, and the policy whose runs it shares (`same_schedule`)."""
     grouped = runs.groupby(["arch", "policy"], sort=False)
     table = grouped[list(columns)].mean()
     table.insert(0, "seeds", grouped.size())
-    return table
+    table["accuracy_sd"] = grouped["accuracy"].std()
+    return table.join(same_schedule(runs))
 
 
 def same_schedule(runs):
@@ -538,8 +540,6 @@ def results_table(target_runs, auroc, grid):
         return ordered(paper.reindex(columns=columns), grid)
     table = seed_summary(runs, ["epochs", "train_accuracy", "accuracy", "sensitivity",
                                 "specificity", "f1"])
-    table["accuracy_sd"] = runs.groupby(["arch", "policy"], sort=False)["accuracy"].std()
-    table = table.join(same_schedule(runs))
     table = table.reset_index().merge(auroc.drop(columns="seeds"), on=["arch", "policy"])
     table.insert(0, "target", target_runs.target)
     return with_paper(table, paper, keys, columns, grid)
@@ -600,10 +600,7 @@ def policy_table(target_runs, auroc, differences, reach, baselines, grid):
         return ordered(paper.reindex(columns=columns), grid)
     table = seed_summary(runs, ["epochs", "train_accuracy", "best_val_accuracy", "accuracy",
                                 "device_seconds"])
-    grouped = runs.groupby(["arch", "policy"], sort=False)
-    table["accuracy_sd"] = grouped["accuracy"].std()
-    table["device_kind"] = grouped["gpus"].agg(device_kind)
-    table = table.join(same_schedule(runs))
+    table["device_kind"] = runs.groupby(["arch", "policy"], sort=False)["gpus"].agg(device_kind)
     table = table.reset_index().merge(auroc[["arch", "policy", "auroc", "auroc_sd"]],
                                       on=["arch", "policy"])
     for baseline in baselines:

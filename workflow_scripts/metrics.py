@@ -151,23 +151,24 @@ def percentile_interval(values, level):
     return float(low), float(high)
 
 
-def calibration_bins(labels, scores, bins=ECE_BINS):
-    """Per bin of equal width on [0, 1]: images, mean score and fraction of positives (NaN
-    in an empty bin), binned as scikit-learn's calibration_curve with strategy 'uniform'."""
+def calibration_bins(labels, scores):
+    """Per bin of ECE_BINS of equal width on [0, 1]: images, mean score and fraction of
+    positives (NaN in an empty bin), binned as scikit-learn's calibration_curve with strategy
+    'uniform'."""
     scores = np.asarray(scores, dtype=np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
     bin_of = np.searchsorted(edges[1:-1], scores)
-    count = np.bincount(bin_of, minlength=bins)
+    count = np.bincount(bin_of, minlength=ECE_BINS)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_score = np.bincount(bin_of, weights=scores, minlength=bins) / count
+        mean_score = np.bincount(bin_of, weights=scores, minlength=ECE_BINS) / count
         positive_fraction = np.bincount(bin_of, weights=np.asarray(labels, dtype=np.float64),
-                                        minlength=bins) / count
+                                        minlength=ECE_BINS) / count
     return count, mean_score, positive_fraction
 
 
-def expected_calibration_error(labels, scores, bins=ECE_BINS):
+def expected_calibration_error(labels, scores):
     """Sum over `calibration_bins` of (images in bin / images) x |positives - mean score|."""
-    count, mean_score, positive_fraction = calibration_bins(labels, scores, bins)
+    count, mean_score, positive_fraction = calibration_bins(labels, scores)
     filled = count > 0
     return float(np.sum(count[filled] / count.sum()
                         * np.abs(positive_fraction[filled] - mean_score[filled])))

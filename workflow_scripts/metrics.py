@@ -151,6 +151,16 @@ def percentile_interval(values, level):
     return float(low), float(high)
 
 
+def label_mean(values):
+    """The mean over labels (axis 0) of per-label values under the patient resamples; a label
+    undefined in a resample (no positive image drawn) is left out of that resample's mean."""
+    if len(values) == 1:
+        return values[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # resamples with no label defined
+        return np.nanmean(values, axis=0)
+
+
 def calibration_bins(labels, scores):
     """Per bin of ECE_BINS of equal width on [0, 1]: images, mean score and fraction of
     positives (NaN in an empty bin), binned as scikit-learn's calibration_curve with strategy
@@ -254,11 +264,8 @@ def summarize_multilabel(names, test_labels, test_scores, test_patients, val_lab
         scored.append(name)
     if not scored:
         raise ValueError("no label has positive and negative test images")
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a resample with no label defined
-        mean_aurocs, mean_auprcs = np.nanmean(aurocs, axis=0), np.nanmean(auprcs, axis=0)
-    auroc_low, auroc_high = percentile_interval(mean_aurocs, level)
-    auprc_low, auprc_high = percentile_interval(mean_auprcs, level)
+    auroc_low, auroc_high = percentile_interval(label_mean(aurocs), level)
+    auprc_low, auprc_high = percentile_interval(label_mean(auprcs), level)
 
     def mean(key, summaries):
         return float(np.mean([summary[key] for summary in summaries]))

@@ -15,14 +15,9 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss
 
 from workflow_scripts.labels import MULTILABEL
-from workflow_scripts.metrics import expected_calibration_error
+from workflow_scripts.metrics import expected_calibration_error, label_mean
 from workflow_scripts.report_published import published_frame, published_keys
-from workflow_scripts.report_tables import (
-    label_mean,
-    mean_over_seeds,
-    ordered,
-    same_schedule,
-)
+from workflow_scripts.report_tables import mean_over_seeds, ordered, same_schedule
 
 CALIBRATION_COLUMNS = ["target", "arch", "policy", "same_schedule_as", "seeds",
                        "test_prevalence", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc",

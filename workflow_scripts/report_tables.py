@@ -17,7 +17,6 @@ with fewer than MIN_SEEDS_TO_JUDGE seeds nothing is judged.
 """
 
 import math
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import cache
@@ -30,7 +29,11 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.labels import ANY_DISEASE, MULTILABEL, NO_FINDING, label_columns
-from workflow_scripts.metrics import patient_resamples, weighted_ranking_statistics
+from workflow_scripts.metrics import (
+    label_mean,
+    patient_resamples,
+    weighted_ranking_statistics,
+)
 from workflow_scripts.policies import extra_parameters, lr_bounds
 from workflow_scripts.runs import (
     FILES,
@@ -314,16 +317,6 @@ def resampled(target_runs, samples):
                  for i in target_runs.scored]
     return (np.stack([aurocs for aurocs, _ in per_label]),
             np.stack([auprcs for _, auprcs in per_label]))
-
-
-def label_mean(values):
-    """The mean over labels (axis 0) of `resampled` values; a label undefined in a resample
-    (no positive image drawn) is left out of that resample's mean."""
-    if len(values) == 1:
-        return values[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # resamples with no label defined
-        return np.nanmean(values, axis=0)
 
 
 def judge_differences(differences, method, level, shared=None):

@@ -70,10 +70,10 @@ class Grid:
     def shared_runs(self, target):
         return self.shared.get(target, {})
 
-    def run_keys(self, targets=None):
-        """The trained runs: (target, arch, policy, seed), shared policies left out."""
+    def run_keys(self, target):
+        """The trained runs of `target`: (target, arch, policy, seed), shared policies left
+        out."""
         return [(target, arch, policy, int(seed))
-                for target in (self.targets if targets is None else targets)
                 for arch in self.architectures for policy in self.policies
                 if policy not in self.shared_runs(target) for seed in self.seeds]
 
@@ -81,17 +81,15 @@ class Grid:
 def missing_runs(found, grid, target):
     """The trained runs of `target` in `grid` that are not among `found` (keys target, arch,
     policy, seed): left out of the report with report.allow_missing."""
-    rows = [{"target": t, "arch": arch, "policy": policy, "seed": seed}
-            for t, arch, policy, seed in grid.run_keys([target])
-            if (t, arch, policy, seed) not in found]
-    return pd.DataFrame(rows, columns=["target", "arch", "policy", "seed"])
+    return pd.DataFrame([key for key in grid.run_keys(target) if key not in found],
+                        columns=["target", "arch", "policy", "seed"])
 
 
-def thinned(arrays, points=LR_POINTS):
-    """Every k-th row (and the last) of per-step arrays, at most about `points` rows: the
+def thinned(arrays):
+    """Every k-th row (and the last) of per-step arrays, at most about LR_POINTS rows: the
     schedule figure cannot show more, and a long run has tens of thousands of steps."""
     length = len(arrays["step"])
-    keep = np.unique(np.r_[np.arange(0, length, max(1, length // points)), length - 1])
+    keep = np.unique(np.r_[np.arange(0, length, max(1, length // LR_POINTS)), length - 1])
     return {column: values[keep] for column, values in arrays.items()}
 
 
@@ -168,7 +166,7 @@ def load_target_runs(run_folders, target, grid):
     reference = reference_path = None
     with_learning_rates = set()  # arch x policy: one seed's learning rates feed the figure
     sharing = grid.shared_runs(target)
-    for key in grid.run_keys([target]):
+    for key in grid.run_keys(target):
         if key not in by_key:
             continue
         _, arch, trained, seed = key

@@ -258,6 +258,11 @@ def mean_over_seeds(values, level, limits=(-1.0, 1.0)):
     return mean, float(low), float(high), p_value
 
 
+def seed_sd(values):
+    """The standard deviation across seeds of a run's statistic; NaN with one seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
 def target_seed(target):
     """A fixed random seed per target, so a report is reproducible and targets independent."""
     return zlib.crc32(target.encode())
@@ -286,9 +291,8 @@ def auroc_statistics(target_runs, aurocs, baselines, level):
         rows = [row_of[(arch, policy, seed)] for seed in group["seed"]]
         mean, low, high, _ = mean_over_seeds(values[rows], level, limits=(0.0, 1.0))
         auroc_rows.append({"arch": arch, "policy": policy, "seeds": len(rows), "auroc": mean,
-                           "auroc_sd": float(values[rows, 0].std(ddof=1)) if len(rows) > 1
-                           else math.nan,
-                           "auroc_ci_low": low, "auroc_ci_high": high})
+                           "auroc_sd": seed_sd(values[rows, 0]), "auroc_ci_low": low,
+                           "auroc_ci_high": high})
         for baseline in baselines:
             seeds = [seed for seed in group["seed"] if (arch, baseline, seed) in row_of]
             if policy == baseline or not seeds:

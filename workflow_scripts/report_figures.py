@@ -273,19 +273,14 @@ def lr_finder(target, results, architectures):
     return png(figure)
 
 
-def baseline_bests(histories, baselines, arch):
-    """Per baseline present: the mean over seeds of its best validation accuracy."""
-    bests = {}
+def draw_baseline_bests(axis, histories, baselines, arch, colors):
+    """Per baseline present, a dashed line at the mean over seeds of its best validation
+    accuracy on `arch`."""
     for baseline in baselines:
         runs = histories[(histories["arch"] == arch) & (histories["policy"] == baseline)]
         if not runs.empty:
-            bests[baseline] = runs.groupby("seed")["val_accuracy"].max().mean()
-    return bests
-
-
-def draw_baseline_bests(axis, bests, colors):
-    for baseline, best in bests.items():
-        axis.axhline(best, color=colors[baseline], linestyle="--", linewidth=1, alpha=0.8)
+            best = runs.groupby("seed")["val_accuracy"].max().mean()
+            axis.axhline(best, color=colors[baseline], linestyle="--", linewidth=1, alpha=0.8)
 
 
 def validation_curves(target, histories, architectures, policies, baselines, colors):
@@ -310,7 +305,7 @@ def validation_curves(target, histories, architectures, policies, baselines, col
                     axis.fill_between(mean.index, by_epoch.min(), by_epoch.max(),
                                       color=colors[policy], alpha=0.12, linewidth=0)
             if metric == "val_accuracy":
-                draw_baseline_bests(axis, baseline_bests(histories, baselines, arch), colors)
+                draw_baseline_bests(axis, histories, baselines, arch, colors)
                 panel_title(axis, arch)
             axis.set_ylabel(metric.replace("_", " ").replace("val", "validation"))
             axis.grid(alpha=0.3)
@@ -468,7 +463,7 @@ def accuracy_vs_device_time(target, histories, architectures, policies, baseline
             mean = runs.groupby("epoch")[["device_seconds", "val_accuracy"]].mean()
             axis.plot(mean["device_seconds"], mean["val_accuracy"], color=colors[policy],
                       marker="o", markersize=3, linewidth=1.3)
-        draw_baseline_bests(axis, baseline_bests(histories, baselines, arch), colors)
+        draw_baseline_bests(axis, histories, baselines, arch, colors)
         axis.set_xlabel(f"{time_label(kind)} of training (cumulative)")
         axis.set_ylabel("validation accuracy")
         panel_title(axis, arch)

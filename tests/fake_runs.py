@@ -16,14 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from workflow_scripts.labels import DISEASES, LABELS, MULTILABEL, label_columns
-from workflow_scripts.metrics import (
-    bootstrap_auroc_interval,
-    summarize_multilabel,
-    threshold_metrics,
-)
+from workflow_scripts.metrics import summarize_multilabel, summarize_predictions
 from workflow_scripts.policies import POLICIES, build_policy, schedule_params
 from workflow_scripts.runs import FILES, prediction_frame, run_folder, write_run
 
@@ -90,15 +85,9 @@ def write_fake_run(folder, *, target, arch, policy, seed, test, skill, epochs, s
         test_numbers = summarize_multilabel(DISEASES, labels, scores, test["patient_id"], labels,
                                             scores, samples=bootstrap_samples, seed=seed)
     else:
-        at_half = threshold_metrics(labels[:, 0], scores[:, 0], 0.5)
-        low, high = bootstrap_auroc_interval(labels[:, 0], scores[:, 0], test["patient_id"],
-                                             bootstrap_samples, seed=seed)
-        test_numbers = {
-            **at_half, "auroc": float(roc_auc_score(labels[:, 0], scores[:, 0])),
-            "auroc_ci_low": low, "auroc_ci_high": high, "ci_level": 0.95, "val_threshold": 0.5,
-            "at_val_threshold": at_half, "n_test": len(labels),
-            "n_test_positives": int(labels.sum()),
-            "n_test_patients": int(test["patient_id"].nunique())}
+        test_numbers = summarize_predictions(labels[:, 0], scores[:, 0], test["patient_id"],
+                                             labels[:, 0], scores[:, 0],
+                                             samples=bootstrap_samples, seed=seed)
     history = fake_history(rng, epochs, test_numbers["accuracy"], skill, lrs, steps_per_epoch,
                            seconds)
     train_seconds = float(history["seconds"].sum())

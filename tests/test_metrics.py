@@ -12,7 +12,6 @@ from sklearn.metrics import (
 
 from workflow_scripts.metrics import (
     ECE_BINS,
-    bootstrap_auroc_interval,
     calibration_bins,
     epochs_to_target,
     expected_calibration_error,
@@ -20,8 +19,7 @@ from workflow_scripts.metrics import (
     summarize_multilabel,
     summarize_predictions,
     threshold_metrics,
-    weighted_aurocs,
-    weighted_average_precisions,
+    weighted_ranking_statistics,
     youden_threshold,
 )
 
@@ -46,14 +44,14 @@ def test_weighted_aurocs_agree_with_scikit_learn_for_every_run_and_resample(ties
     _, patient_of_image = np.unique(patients, return_inverse=True)
     draws = patient_draws(patient_of_image.max() + 1, 600, seed=1)
     assert [len(block) for block in draws] == [250, 250, 100]
-    ours = weighted_aurocs(labels, scores, patient_of_image, draws)
+    ours = weighted_ranking_statistics(labels, scores, patient_of_image, draws)[0]
     counts = np.vstack(draws).astype(np.float64)[:, patient_of_image]
     for run, run_scores in enumerate(scores):
         for resample in range(0, 600, 37):
             assert ours[run, resample] == pytest.approx(roc_auc_score(
                 labels, run_scores, sample_weight=counts[resample]), abs=1e-12)
-    plain = weighted_aurocs(labels, scores, patient_of_image,
-                            [np.ones((1, counts.shape[1]), np.uint8)])
+    plain = weighted_ranking_statistics(labels, scores, patient_of_image,
+                                        [np.ones((1, counts.shape[1]), np.uint8)])[0]
     np.testing.assert_allclose(plain[:, 0], [roc_auc_score(labels, s) for s in scores],
                                rtol=1e-12)
 
@@ -67,14 +65,14 @@ def test_weighted_average_precisions_agree_with_scikit_learn_for_every_run_and_r
         scores = np.round(scores, 1)
     _, patient_of_image = np.unique(patients, return_inverse=True)
     draws = patient_draws(patient_of_image.max() + 1, 300, seed=2)
-    ours = weighted_average_precisions(labels, scores, patient_of_image, draws)
+    ours = weighted_ranking_statistics(labels, scores, patient_of_image, draws)[1]
     counts = np.vstack(draws).astype(np.float64)[:, patient_of_image]
     for run, run_scores in enumerate(scores):
         for resample in range(0, 300, 23):
             assert ours[run, resample] == pytest.approx(average_precision_score(
                 labels, run_scores, sample_weight=counts[resample]), abs=1e-9)
-    plain = weighted_average_precisions(labels, scores, np.arange(len(labels)),
-                                        [np.ones((1, len(labels)), np.uint8)])
+    plain = weighted_ranking_statistics(labels, scores, np.arange(len(labels)),
+                                        [np.ones((1, len(labels)), np.uint8)])[1]
     np.testing.assert_allclose(plain[:, 0], [average_precision_score(labels, s)
                                              for s in scores], rtol=1e-12)
 
@@ -112,14 +110,21 @@ def test_threshold_metrics_agree_with_scikit_learn():
         assert ours["f1"] == pytest.approx(f1_score(labels, predicted))
 
 
+def auroc_interval(labels, scores, patients, samples, seed):
+    """The AUROC interval of a binary run's summary (validation: the test set itself)."""
+    summary = summarize_predictions(labels, scores, patients, labels, scores, samples=samples,
+                                    seed=seed)
+    return summary["auroc_ci_low"], summary["auroc_ci_high"]
+
+
 def test_bootstrap_interval_covers_the_estimate_and_narrows_with_data():
     labels, scores, patients = predictions(n=300)
-    low, high = bootstrap_auroc_interval(labels, scores, patients, samples=500, seed=3)
+    low, high = auroc_interval(labels, scores, patients, samples=500, seed=3)
     assert low < roc_auc_score(labels, scores) < high
     big = predictions(n=3000)
-    low_big, high_big = bootstrap_auroc_interval(*big, samples=500, seed=3)
+    low_big, high_big = auroc_interval(*big, samples=500, seed=3)
     assert high_big - low_big < high - low
-    again = bootstrap_auroc_interval(labels, scores, patients, samples=500, seed=3)
+    again = auroc_interval(labels, scores, patients, samples=500, seed=3)
     assert again == (low, high), "the interval is reproducible for a seed"
 
 
@@ -127,8 +132,8 @@ def test_bootstrap_resamples_patients_not_images():
     # Every patient has 10 identical images: resampling images would fake a narrow interval.
     labels, scores, _ = predictions(n=40, seed=2)
     repeated = (np.repeat(labels, 10), np.repeat(scores, 10), np.repeat(np.arange(40), 10))
-    by_patient = bootstrap_auroc_interval(*repeated, samples=400, seed=1)
-    by_image = bootstrap_auroc_interval(*repeated[:2], np.arange(400), samples=400, seed=1)
+    by_patient = auroc_interval(*repeated, samples=400, seed=1)
+    by_image = auroc_interval(*repeated[:2], np.arange(400), samples=400, seed=1)
     assert by_patient[1] - by_patient[0] > 2 * (by_image[1] - by_image[0])
 
 

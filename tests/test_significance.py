@@ -12,6 +12,7 @@ from workflow_scripts.report_tables import (
     auroc_statistics,
     judge_differences,
     mean_over_seeds,
+    resampled,
 )
 
 SEEDS = 5
@@ -56,7 +57,7 @@ def test_a_zero_difference_is_called_beyond_noise_at_most_6_percent_of_the_time(
     calls = []
     for _ in range(600):
         target = simulated_target(rng, seed_sd=0.35)
-        _, differences = auroc_statistics(target, ["constant"], samples=200, level=0.95)
+        _, differences = auroc_statistics(target, resampled(target, 200)[0], ["constant"], 0.95)
         judged = judge_differences(differences, "fdr_bh", 0.95)
         calls.append(bool(judged["beyond_noise"].iat[0]))
     rate = np.mean(calls)
@@ -70,7 +71,7 @@ def test_a_real_difference_is_found_at_five_seeds():
     found = []
     for _ in range(100):
         target = simulated_target(rng, seed_sd=0.1, effect=0.4)
-        _, differences = auroc_statistics(target, ["constant"], samples=200, level=0.95)
+        _, differences = auroc_statistics(target, resampled(target, 200)[0], ["constant"], 0.95)
         found.append(bool(judge_differences(differences, "fdr_bh", 0.95)["beyond_noise"].iat[0]))
     assert np.mean(found) > 0.8
 
@@ -87,7 +88,7 @@ def test_the_interval_of_a_policys_mean_auroc_covers_the_truth_at_its_level():
     covered = []
     for _ in range(400):
         target = simulated_target(rng, seed_sd)
-        auroc, _ = auroc_statistics(target, [], samples=200, level=0.95)
+        auroc, _ = auroc_statistics(target, resampled(target, 200)[0], [], 0.95)
         constant = auroc[auroc["policy"] == "constant"].iloc[0]
         covered.append(constant["auroc_ci_low"] <= truth <= constant["auroc_ci_high"])
     assert 0.93 <= np.mean(covered) <= 0.98, np.mean(covered)

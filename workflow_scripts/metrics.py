@@ -64,9 +64,9 @@ def patient_draws(n_patients, samples, seed):
     return [block.astype(np.min_scalar_type(block.max())) for block in blocks]
 
 
-def weighted_ranking_statistics(labels, scores, patient_of_image, draws, auprc=True):
+def weighted_ranking_statistics(labels, scores, patient_of_image, draws):
     """(AUROC, AUPRC) of every run (rows of `scores`) under every resample (rows of the
-    `draws` blocks): two arrays runs x resamples (AUPRC None without `auprc`).
+    `draws` blocks): two arrays runs x resamples.
 
     An image weighs as much as its patient's draw count. The weighted AUROC is
     P(score_pos > score_neg) + P(tie) / 2 over weighted pairs (scikit-learn's with sample
@@ -85,7 +85,7 @@ def weighted_ranking_statistics(labels, scores, patient_of_image, draws, auprc=T
     labels = np.asarray(labels).astype(bool)
     resamples = sum(len(block) for block in draws)
     aurocs = np.empty((len(scores), resamples))
-    auprcs = np.empty((len(scores), resamples)) if auprc else None
+    auprcs = np.empty((len(scores), resamples))
     for row, run_scores in enumerate(scores):
         order = np.argsort(run_scores, kind="stable")
         positive = labels[order]
@@ -115,10 +115,8 @@ def weighted_ranking_statistics(labels, scores, patient_of_image, draws, auprc=T
             with np.errstate(invalid="ignore", divide="ignore"):
                 aurocs[row, block] = pairs.sum(axis=1, dtype=np.float64) / (
                     positive_weights.sum(axis=1, dtype=np.float64) * cumulative[:, -1])
-            if auprc:
-                auprcs[row, block] = average_precisions(positive_weights, cumulative,
-                                                        below[group_start], group_start,
-                                                        group_end)
+            auprcs[row, block] = average_precisions(positive_weights, cumulative,
+                                                    below[group_start], group_start, group_end)
             column += len(counts)
     return aurocs, auprcs
 
@@ -140,17 +138,6 @@ def average_precisions(positive_weights, negatives, negatives_below, group_start
         return np.einsum("ij,ij->i", gained, precision) / positives[:, -1]
 
 
-def weighted_aurocs(labels, scores, patient_of_image, draws):
-    """The AUROCs of `weighted_ranking_statistics`: runs x resamples."""
-    return weighted_ranking_statistics(labels, scores, patient_of_image, draws,
-                                       auprc=False)[0]
-
-
-def weighted_average_precisions(labels, scores, patient_of_image, draws):
-    """The AUPRCs of `weighted_ranking_statistics`: runs x resamples."""
-    return weighted_ranking_statistics(labels, scores, patient_of_image, draws)[1]
-
-
 def patient_resamples(patients, samples, seed):
     """(patient number of each image, the resamples' draw-count blocks) for `patients`."""
     _, patient_of_image = np.unique(np.asarray(patients), return_inverse=True)
@@ -164,31 +151,34 @@ def percentile_interval(values, level):
     return float(low), float(high)
 
 
-def bootstrap_auroc_interval(labels, scores, patients, samples=1000, level=0.95, seed=0):
-    """Percentile interval of the AUROC over `samples` patient-level bootstrap resamples."""
-    patient_of_image, draws = patient_resamples(patients, samples, seed)
-    values = weighted_aurocs(labels, np.asarray(scores, dtype=np.float64)[None],
-                             patient_of_image, draws)[0]
-    return percentile_interval(values, level)
+def label_mean(values):
+    """The mean over labels (axis 0) of per-label values under the patient resamples; a label
+    undefined in a resample (no positive image drawn) is left out of that resample's mean."""
+    if len(values) == 1:
+        return values[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # resamples with no label defined
+        return np.nanmean(values, axis=0)
 
 
-def calibration_bins(labels, scores, bins=ECE_BINS):
-    """Per bin of equal width on [0, 1]: images, mean score and fraction of positives (NaN
-    in an empty bin), binned as scikit-learn's calibration_curve with strategy 'uniform'."""
+def calibration_bins(labels, scores):
+    """Per bin of ECE_BINS of equal width on [0, 1]: images, mean score and fraction of
+    positives (NaN in an empty bin), binned as scikit-learn's calibration_curve with strategy
+    'uniform'."""
     scores = np.asarray(scores, dtype=np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
     bin_of = np.searchsorted(edges[1:-1], scores)
-    count = np.bincount(bin_of, minlength=bins)
+    count = np.bincount(bin_of, minlength=ECE_BINS)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_score = np.bincount(bin_of, weights=scores, minlength=bins) / count
+        mean_score = np.bincount(bin_of, weights=scores, minlength=ECE_BINS) / count
         positive_fraction = np.bincount(bin_of, weights=np.asarray(labels, dtype=np.float64),
-                                        minlength=bins) / count
+                                        minlength=ECE_BINS) / count
     return count, mean_score, positive_fraction
 
 
-def expected_calibration_error(labels, scores, bins=ECE_BINS):
+def expected_calibration_error(labels, scores):
     """Sum over `calibration_bins` of (images in bin / images) x |positives - mean score|."""
-    count, mean_score, positive_fraction = calibration_bins(labels, scores, bins)
+    count, mean_score, positive_fraction = calibration_bins(labels, scores)
     filled = count > 0
     return float(np.sum(count[filled] / count.sum()
                         * np.abs(positive_fraction[filled] - mean_score[filled])))
@@ -274,11 +264,8 @@ def summarize_multilabel(names, test_labels, test_scores, test_patients, val_lab
         scored.append(name)
     if not scored:
         raise ValueError("no label has positive and negative test images")
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a resample with no label defined
-        mean_aurocs, mean_auprcs = np.nanmean(aurocs, axis=0), np.nanmean(auprcs, axis=0)
-    auroc_low, auroc_high = percentile_interval(mean_aurocs, level)
-    auprc_low, auprc_high = percentile_interval(mean_auprcs, level)
+    auroc_low, auroc_high = percentile_interval(label_mean(aurocs), level)
+    auprc_low, auprc_high = percentile_interval(label_mean(auprcs), level)
 
     def mean(key, summaries):
         return float(np.mean([summary[key] for summary in summaries]))

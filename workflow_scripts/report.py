@@ -112,10 +112,9 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
     runs, found = load_target_runs(run_folders, target, grid)
     missing = missing_runs(found, grid, target)
     baselines = settings.present_baselines
-    aurocs, auprcs = (resampled(runs, settings.samples, auprc=True) if not runs.runs.empty
+    aurocs, auprcs = (resampled(runs, settings.samples) if not runs.runs.empty
                       else (None, None))
-    auroc, differences = auroc_statistics(runs, baselines, settings.samples, settings.level,
-                                          aurocs)
+    auroc, differences = auroc_statistics(runs, aurocs, baselines, settings.level)
     differences = judge_differences(differences, settings.multiplicity, settings.level,
                                     grid.shared_runs(target))
     reach = baseline_reach(runs.histories, baselines)
@@ -136,7 +135,7 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
     colors = figures.policy_colors(grid.policies)
     # Test labels and scores of the labels whose test images hold both classes.
     scored = (runs.test_labels[:, runs.scored], runs.scores[:, :, runs.scored])
-    kind = device_kind(runs.runs["gpus"]) if not runs.runs.empty else "mixed"
+    kind = device_kind(runs.runs["gpus"])  # 'mixed' without runs
     architectures, policies = grid.architectures, grid.policies
     target_figures = {
         "label_distribution": figures.label_distribution(
@@ -249,8 +248,6 @@ def write_figures(pngs, folder):
     for name, data in pngs.items():
         (folder / f"{name}.png").write_bytes(data)
 
-
-# --- written summary -----------------------------------------------------------------------
 
 # --- entries -------------------------------------------------------------------------------
 

@@ -125,8 +125,12 @@ def time_label(kind):
     return {"GPU": "GPU-seconds", "CPU": "CPU-seconds"}.get(kind, "device-seconds")
 
 
-def policy_handles(policies, colors):
-    return [Line2D([], [], color=colors[p], linewidth=2, label=p) for p in policies]
+def policy_legend(policies, colors, panel_columns):
+    """(handles, `legend_shape`) of a legend with a line per policy and the dashed line of a
+    baseline's best validation accuracy."""
+    handles = [Line2D([], [], color=colors[p], linewidth=2, label=p) for p in policies] + [
+        Line2D([], [], color="0.3", linestyle="--", label="a baseline's best")]
+    return handles, legend_shape(len(handles), panel_columns, entry_width=2.3)
 
 
 def label_distribution(label_counts, highlight=None):
@@ -269,19 +273,14 @@ def lr_finder(target, results, architectures):
     return png(figure)
 
 
-def baseline_bests(histories, baselines, arch):
-    """Per baseline present: the mean over seeds of its best validation accuracy."""
-    bests = {}
+def draw_baseline_bests(axis, histories, baselines, arch, colors):
+    """Per baseline present, a dashed line at the mean over seeds of its best validation
+    accuracy on `arch`."""
     for baseline in baselines:
         runs = histories[(histories["arch"] == arch) & (histories["policy"] == baseline)]
         if not runs.empty:
-            bests[baseline] = runs.groupby("seed")["val_accuracy"].max().mean()
-    return bests
-
-
-def draw_baseline_bests(axis, bests, colors):
-    for baseline, best in bests.items():
-        axis.axhline(best, color=colors[baseline], linestyle="--", linewidth=1, alpha=0.8)
+            best = runs.groupby("seed")["val_accuracy"].max().mean()
+            axis.axhline(best, color=colors[baseline], linestyle="--", linewidth=1, alpha=0.8)
 
 
 def validation_curves(target, histories, architectures, policies, baselines, colors):
@@ -289,7 +288,7 @@ def validation_curves(target, histories, architectures, policies, baselines, col
     policy (mean over seeds, band: min to max), each baseline's best accuracy dashed."""
     if histories.empty:
         return notice(f"Validation curves: {target}", "No finished runs.")
-    legend = legend_shape(len(policies) + 1, len(architectures), entry_width=2.3)
+    handles, legend = policy_legend(policies, colors, len(architectures))
     figure, axes = panels(2, len(architectures), *PANEL, Margins(
         between_rows=0.25, bottom=0.55 + legend[1]), sharex="col")
     for column, arch in enumerate(architectures):
@@ -306,14 +305,12 @@ def validation_curves(target, histories, architectures, policies, baselines, col
                     axis.fill_between(mean.index, by_epoch.min(), by_epoch.max(),
                                       color=colors[policy], alpha=0.12, linewidth=0)
             if metric == "val_accuracy":
-                draw_baseline_bests(axis, baseline_bests(histories, baselines, arch), colors)
+                draw_baseline_bests(axis, histories, baselines, arch, colors)
                 panel_title(axis, arch)
             axis.set_ylabel(metric.replace("_", " ").replace("val", "validation"))
             axis.grid(alpha=0.3)
             axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[1, column].set_xlabel("epoch")
-    handles = policy_handles(policies, colors) + [
-        Line2D([], [], color="0.3", linestyle="--", label="a baseline's best")]
     legend_below(figure, handles, legend[0])
     title(figure, f"Validation accuracy and loss: {target}")
     return png(figure)
@@ -455,7 +452,7 @@ def accuracy_vs_device_time(target, histories, architectures, policies, baseline
     panel per architecture, each baseline's best accuracy dashed."""
     if histories.empty:
         return notice(f"Accuracy against {time_label(kind)}: {target}", "No finished runs.")
-    legend = legend_shape(len(policies) + 1, len(architectures), entry_width=2.3)
+    handles, legend = policy_legend(policies, colors, len(architectures))
     figure, axes = panels(1, len(architectures), *PANEL, Margins(
         bottom=0.55 + legend[1]))
     for axis, arch in zip(axes[0], architectures, strict=True):
@@ -466,13 +463,11 @@ def accuracy_vs_device_time(target, histories, architectures, policies, baseline
             mean = runs.groupby("epoch")[["device_seconds", "val_accuracy"]].mean()
             axis.plot(mean["device_seconds"], mean["val_accuracy"], color=colors[policy],
                       marker="o", markersize=3, linewidth=1.3)
-        draw_baseline_bests(axis, baseline_bests(histories, baselines, arch), colors)
+        draw_baseline_bests(axis, histories, baselines, arch, colors)
         axis.set_xlabel(f"{time_label(kind)} of training (cumulative)")
         axis.set_ylabel("validation accuracy")
         panel_title(axis, arch)
         axis.grid(alpha=0.3)
-    handles = policy_handles(policies, colors) + [
-        Line2D([], [], color="0.3", linestyle="--", label="a baseline's best")]
     legend_below(figure, handles, legend[0])
     title(figure, f"Validation accuracy against {time_label(kind)}: {target}")
     return png(figure)

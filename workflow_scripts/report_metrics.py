@@ -8,21 +8,14 @@ patient resamples `report_tables.resampled` draws for the target). A multi-label
 in the per-target table is the mean over its labels whose test images hold both classes.
 """
 
-import math
-
 import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss
 
 from workflow_scripts.labels import MULTILABEL
-from workflow_scripts.metrics import expected_calibration_error
+from workflow_scripts.metrics import expected_calibration_error, label_mean
 from workflow_scripts.report_published import published_frame, published_keys
-from workflow_scripts.report_tables import (
-    label_mean,
-    mean_over_seeds,
-    ordered,
-    same_schedule,
-)
+from workflow_scripts.report_tables import mean_over_seeds, ordered, same_schedule, seed_sd
 
 CALIBRATION_COLUMNS = ["target", "arch", "policy", "same_schedule_as", "seeds",
                        "test_prevalence", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc",
@@ -48,10 +41,6 @@ def seed_rows(target_runs):
     runs = target_runs.runs
     return {key: list(group.index) for key, group in runs.groupby(["arch", "policy"],
                                                                   sort=False)}
-
-
-def seed_sd(values):
-    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
 
 
 def beyond_auroc_tables(target_runs, auroc, aurocs, auprcs, level, grid):

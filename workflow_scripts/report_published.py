@@ -19,8 +19,7 @@ from workflow_scripts.labels import ANY_DISEASE, DISEASES, MULTILABEL
 
 PUBLISHED = Path(__file__).with_name("published_results.yaml")
 MEAN = "mean"  # the label of the rows that average over the 14 diseases
-OURS = {"binary": ["auroc", "auroc_ci_low", "auroc_ci_high"],
-        "multilabel": ["auroc", "auroc_ci_low", "auroc_ci_high"]}
+OURS = ["auroc", "auroc_ci_low", "auroc_ci_high"]  # of each approach, beside the published
 COST_COLUMNS = ["arch", "policy", "device_kind", "binary_targets", "binary_device_seconds",
                 "multilabel_device_seconds", "binary_over_multilabel", "binary_mean_auroc",
                 "multilabel_auroc", "no_finding_vs_any_device_seconds", "comparable"]
@@ -70,8 +69,8 @@ def published_comparison(results, per_label, grid):
         per_label[(per_label["target"] == MULTILABEL) & per_label["seeds"].notna()],
         finished[finished["target"] == MULTILABEL].assign(label=MEAN)], ignore_index=True)
     keys = ["arch", "policy", "label"]
-    table = pd.merge(*(frame[keys + OURS[name]].rename(columns={
-        column: f"{name}_{column}" for column in OURS[name]})
+    table = pd.merge(*(frame[keys + OURS].rename(columns={
+        column: f"{name}_{column}" for column in OURS})
         for name, frame in (("binary", binary), ("multilabel", multilabel))),
         on=keys, how="outer")
     table = table.merge(published_frame(with_mean=True), on="label", how="left")

@@ -17,7 +17,6 @@ with fewer than MIN_SEEDS_TO_JUDGE seeds nothing is judged.
 """
 
 import math
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import cache
@@ -30,7 +29,11 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.labels import ANY_DISEASE, MULTILABEL, NO_FINDING, label_columns
-from workflow_scripts.metrics import patient_draws, weighted_ranking_statistics
+from workflow_scripts.metrics import (
+    label_mean,
+    patient_resamples,
+    weighted_ranking_statistics,
+)
 from workflow_scripts.policies import extra_parameters, lr_bounds
 from workflow_scripts.runs import (
     FILES,
@@ -67,10 +70,10 @@ class Grid:
     def shared_runs(self, target):
         return self.shared.get(target, {})
 
-    def run_keys(self, targets=None):
-        """The trained runs: (target, arch, policy, seed), shared policies left out."""
+    def run_keys(self, target):
+        """The trained runs of `target`: (target, arch, policy, seed), shared policies left
+        out."""
         return [(target, arch, policy, int(seed))
-                for target in (self.targets if targets is None else targets)
                 for arch in self.architectures for policy in self.policies
                 if policy not in self.shared_runs(target) for seed in self.seeds]
 
@@ -78,17 +81,15 @@ class Grid:
 def missing_runs(found, grid, target):
     """The trained runs of `target` in `grid` that are not among `found` (keys target, arch,
     policy, seed): left out of the report with report.allow_missing."""
-    rows = [{"target": t, "arch": arch, "policy": policy, "seed": seed}
-            for t, arch, policy, seed in grid.run_keys([target])
-            if (t, arch, policy, seed) not in found]
-    return pd.DataFrame(rows, columns=["target", "arch", "policy", "seed"])
+    return pd.DataFrame([key for key in grid.run_keys(target) if key not in found],
+                        columns=["target", "arch", "policy", "seed"])
 
 
-def thinned(arrays, points=LR_POINTS):
-    """Every k-th row (and the last) of per-step arrays, at most about `points` rows: the
+def thinned(arrays):
+    """Every k-th row (and the last) of per-step arrays, at most about LR_POINTS rows: the
     schedule figure cannot show more, and a long run has tens of thousands of steps."""
     length = len(arrays["step"])
-    keep = np.unique(np.r_[np.arange(0, length, max(1, length // points)), length - 1])
+    keep = np.unique(np.r_[np.arange(0, length, max(1, length // LR_POINTS)), length - 1])
     return {column: values[keep] for column, values in arrays.items()}
 
 
@@ -165,7 +166,7 @@ def load_target_runs(run_folders, target, grid):
     reference = reference_path = None
     with_learning_rates = set()  # arch x policy: one seed's learning rates feed the figure
     sharing = grid.shared_runs(target)
-    for key in grid.run_keys([target]):
+    for key in grid.run_keys(target):
         if key not in by_key:
             continue
         _, arch, trained, seed = key
@@ -257,16 +258,20 @@ def mean_over_seeds(values, level, limits=(-1.0, 1.0)):
     return mean, float(low), float(high), p_value
 
 
+def seed_sd(values):
+    """The standard deviation across seeds of a run's statistic; NaN with one seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
 def target_seed(target):
     """A fixed random seed per target, so a report is reproducible and targets independent."""
     return zlib.crc32(target.encode())
 
 
-def auroc_statistics(target_runs, baselines, samples, level, aurocs=None):
+def auroc_statistics(target_runs, aurocs, baselines, level):
     """Per arch x policy: mean AUROC over seeds with its interval; and per baseline the mean
-    paired difference with its interval and p-value (see `mean_over_seeds`). A multi-label
-    run's AUROC is the mean over its labels (`label_mean`). `aurocs` are the runs'
-    `resampled` AUROCs where already computed.
+    paired difference with its interval and p-value (see `mean_over_seeds`), from the runs'
+    `resampled` AUROCs. A multi-label run's AUROC is the mean over its labels (`label_mean`).
 
     Returns (auroc, differences): auroc has arch, policy, seeds, auroc (mean over seeds),
     auroc_sd (across seeds), auroc_ci_low, auroc_ci_high; differences has arch, policy,
@@ -280,15 +285,14 @@ def auroc_statistics(target_runs, baselines, samples, level, aurocs=None):
         return (pd.DataFrame(columns=["arch", "policy", "seeds", "auroc", "auroc_sd",
                                       "auroc_ci_low", "auroc_ci_high"]),
                 pd.DataFrame(columns=difference_columns))
-    values = label_mean(resampled(target_runs, samples)[0] if aurocs is None else aurocs)
+    values = label_mean(aurocs)
     row_of = {(r.arch, r.policy, r.seed): i for i, r in enumerate(runs.itertuples())}
     for (arch, policy), group in runs.groupby(["arch", "policy"], sort=False):
         rows = [row_of[(arch, policy, seed)] for seed in group["seed"]]
         mean, low, high, _ = mean_over_seeds(values[rows], level, limits=(0.0, 1.0))
         auroc_rows.append({"arch": arch, "policy": policy, "seeds": len(rows), "auroc": mean,
-                           "auroc_sd": float(values[rows, 0].std(ddof=1)) if len(rows) > 1
-                           else math.nan,
-                           "auroc_ci_low": low, "auroc_ci_high": high})
+                           "auroc_sd": seed_sd(values[rows, 0]), "auroc_ci_low": low,
+                           "auroc_ci_high": high})
         for baseline in baselines:
             seeds = [seed for seed in group["seed"] if (arch, baseline, seed) in row_of]
             if policy == baseline or not seeds:
@@ -302,32 +306,19 @@ def auroc_statistics(target_runs, baselines, samples, level, aurocs=None):
     return pd.DataFrame(auroc_rows), pd.DataFrame(difference_rows, columns=difference_columns)
 
 
-def resampled(target_runs, samples, auprc=False):
-    """AUROC (and with `auprc` AUPRC) of every run and scored label: two arrays labels x runs x
-    (1 + samples), the second None without `auprc`. Column 0 counts every patient once (the
-    plain statistic); then the patient resamples, the same for every run and label of the
-    target (seeded by it)."""
-    test = target_runs.test
-    _, patient_of_image = np.unique(test["patient_id"].to_numpy(), return_inverse=True)
-    patients = patient_of_image.max() + 1
-    draws = [np.ones((1, patients), np.uint8),
-             *patient_draws(patients, samples, target_seed(target_runs.target))]
+def resampled(target_runs, samples):
+    """AUROC and AUPRC of every run and scored label: two arrays labels x runs x (1 + samples).
+    Column 0 counts every patient once (the plain statistic); then the patient resamples, the
+    same for every run and label of the target (seeded by it)."""
+    patient_of_image, draws = patient_resamples(target_runs.test["patient_id"], samples,
+                                                target_seed(target_runs.target))
+    draws = [np.ones((1, patient_of_image.max() + 1), np.uint8), *draws]
     labels = target_runs.test_labels
     per_label = [weighted_ranking_statistics(labels[:, i], target_runs.scores[:, :, i],
-                                             patient_of_image, draws, auprc=auprc)
+                                             patient_of_image, draws)
                  for i in target_runs.scored]
     return (np.stack([aurocs for aurocs, _ in per_label]),
-            np.stack([auprcs for _, auprcs in per_label]) if auprc else None)
-
-
-def label_mean(values):
-    """The mean over labels (axis 0) of `resampled` values; a label undefined in a resample
-    (no positive image drawn) is left out of that resample's mean."""
-    if len(values) == 1:
-        return values[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # resamples with no label defined
-        return np.nanmean(values, axis=0)
+            np.stack([auprcs for _, auprcs in per_label]))
 
 
 def judge_differences(differences, method, level, shared=None):
@@ -397,20 +388,43 @@ def paper_numbers():
     return yaml.safe_load(PAPER_NUMBERS.read_text())
 
 
-def paper_frame(section, rename, percent=()):
-    """A section of paper_numbers.yaml as a DataFrame; `rename` maps its keys to columns."""
+def paper_frame(section, keys, numbers):
+    """A section of paper_numbers.yaml as a DataFrame: its `keys`, and each of its `numbers`
+    as column `paper_<name>`. The paper's accuracies are training accuracies in percent:
+    they become `paper_train_accuracy`, a fraction."""
     frame = pd.DataFrame(paper_numbers()[section])
-    for column in percent:
-        frame[column] = frame[column] / 100
-    return frame[list(rename)].rename(columns=rename)
+    if "accuracy" in numbers:
+        frame["accuracy"] = frame["accuracy"] / 100
+    return frame[[*keys, *numbers]].rename(columns={
+        name: "paper_train_accuracy" if name == "accuracy" else f"paper_{name}"
+        for name in numbers})
 
 
-def with_paper(table, paper, keys, keep_paper_rows=False):
-    """`table` with the paper's columns joined on `keys`; rows only the paper has are kept
-    when `keep_paper_rows` (for the table's targets only), so every published number shows."""
-    if keep_paper_rows:
-        paper = paper[paper["target"].isin(table["target"].unique())]
-    return table.merge(paper, on=keys, how="outer" if keep_paper_rows else "left", sort=False)
+def beside_paper(table, section, key, compared):
+    """Tables 1-4: `table` with the paper's numbers of `section` joined on column `key`, each
+    in a `paper_<name>` column right after ours; `compared` maps our column to the paper's
+    name of the number it compares with."""
+    paper = paper_frame(section, [key], list(compared.values()))
+    table = table.merge(paper, on=key, how="left", sort=False)
+    columns = [column for column in table.columns if column not in paper.columns[1:]]
+    for ours, name in compared.items():
+        columns.insert(columns.index(ours) + 1, f"paper_{name}")
+    return table[columns]
+
+
+def paper_rows(section, target, keys, numbers):
+    """Tables 5-8: the paper's rows of `target` in `section` (see `paper_frame`)."""
+    paper = paper_frame(section, keys, numbers)
+    return paper[paper["target"] == target]
+
+
+def with_paper(table, paper, keys, columns, grid):
+    """Tables 5-8: `table`, one target's rows, with the paper's rows of that target joined on
+    `keys`, keeping those only the paper has (none when `table` has no rows) so that every
+    published number shows; as `columns` in the configured order."""
+    paper = paper[paper["target"].isin(table["target"].unique())]
+    table = table.merge(paper, on=keys, how="outer", sort=False)
+    return ordered(table.reindex(columns=columns), grid)
 
 
 def ordered(table, grid):
@@ -427,28 +441,18 @@ def ordered(table, grid):
     return table.iloc[order].reset_index(drop=True)
 
 
-def interleave(table, pairs):
-    """Columns reordered so that each `paper_x` of `pairs` follows its `x`."""
-    columns = [c for c in table.columns if c not in pairs.values()]
-    for ours, theirs in pairs.items():
-        columns.insert(columns.index(ours) + 1, theirs)
-    return table[columns]
-
-
 # --- Tables 1-4: data and settings, one target's rows ----------------------------------------
 
 def label_count_table(label_counts, target=None):
     """Table 1: label, single_label_images, images, and the paper's counts. With a `target`,
     the rows of its disease and 'No Finding' (all rows for the one-class and the multi-label
     target)."""
-    paper = paper_frame("table1_label_counts", {
-        "label": "label", "single_label_images": "paper_single_label_images",
-        "images": "paper_images"})
-    table = with_paper(label_counts[["label", "single_label_images", "images"]], paper, ["label"])
+    counts = ["single_label_images", "images"]
+    table = beside_paper(label_counts[["label", *counts]], "table1_label_counts", "label",
+                         {name: name for name in counts})
     if target is not None and target not in (ANY_DISEASE, MULTILABEL):
         table = table[table["label"].isin([NO_FINDING, target])].reset_index(drop=True)
-    return interleave(table, {"single_label_images": "paper_single_label_images",
-                              "images": "paper_images"})
+    return table
 
 
 def split_table(split_summary, target):
@@ -460,13 +464,9 @@ def split_table(split_summary, target):
                          "split_summary rule.")
     table.insert(3, "images", table["positives"] + table["negatives"])
     table.insert(6, "train_and_val", table["train"] + table["val"])
-    paper = paper_frame("table2_splits", {
-        "target": "target", "positives": "paper_positives", "negatives": "paper_negatives",
-        "images": "paper_images", "train": "paper_train", "test": "paper_test"})
-    table = with_paper(table.reset_index(drop=True), paper, ["target"])
-    return interleave(table, {"positives": "paper_positives", "negatives": "paper_negatives",
-                              "images": "paper_images", "train_and_val": "paper_train",
-                              "test": "paper_test"})
+    return beside_paper(table.reset_index(drop=True), "table2_splits", "target", {
+        "positives": "positives", "negatives": "negatives", "images": "images",
+        "train_and_val": "train", "test": "test"})
 
 
 def batch_table(split_summary, settings, target_runs):
@@ -484,26 +484,16 @@ def batch_table(split_summary, settings, target_runs):
                            "train_images": int(sizes["train"]), "train_batches": train_batches,
                            "test_images": int(sizes["test"]),
                            "test_batches": math.ceil(sizes["test"] / batch_size)}])
-    paper = paper_frame("table3_batches", {
-        "target": "target", "batch_size": "paper_batch_size",
-        "train_batches": "paper_train_batches", "test_batches": "paper_test_batches"})
-    table = with_paper(table, paper, ["target"])
-    return interleave(table, {"batch_size": "paper_batch_size",
-                              "train_batches": "paper_train_batches",
-                              "test_batches": "paper_test_batches"})
+    compared = ["batch_size", "train_batches", "test_batches"]
+    return beside_paper(table, "table3_batches", "target", {name: name for name in compared})
 
 
 def optimizer_table(settings, target):
     """Table 4 row: optimizer, learning rate, decay and momentum as configured, and the paper's."""
-    chosen = settings[target]
-    table = pd.DataFrame([{"target": target, **{name: chosen[name] for name in
-                           ("optimizer", "learning_rate", "decay", "momentum")}}])
-    paper = paper_frame("table4_optimizers", {
-        "target": "target", "optimizer": "paper_optimizer", "learning_rate":
-        "paper_learning_rate", "decay": "paper_decay", "momentum": "paper_momentum"})
-    table = with_paper(table, paper, ["target"])
-    return interleave(table, {name: f"paper_{name}" for name in
-                              ("optimizer", "learning_rate", "decay", "momentum")})
+    compared = ["optimizer", "learning_rate", "decay", "momentum"]
+    table = pd.DataFrame([{"target": target, **{name: settings[target][name]
+                                                for name in compared}}])
+    return beside_paper(table, "table4_optimizers", "target", {name: name for name in compared})
 
 
 # --- Tables 5-8: results -------------------------------------------------------------------
@@ -515,11 +505,13 @@ def device_kind(gpus):
 
 
 def seed_summary(runs, columns):
-    """Per arch x policy: the number of seeds and the mean over seeds of `columns`."""
+    """Per arch x policy: the number of seeds, the mean over seeds of `columns`, the accuracy's
+    standard deviation across seeds, and the policy whose runs it shares (`same_schedule`)."""
     grouped = runs.groupby(["arch", "policy"], sort=False)
     table = grouped[list(columns)].mean()
     table.insert(0, "seeds", grouped.size())
-    return table
+    table["accuracy_sd"] = grouped["accuracy"].std()
+    return table.join(same_schedule(runs))
 
 
 def same_schedule(runs):
@@ -537,20 +529,15 @@ def results_table(target_runs, auroc, grid):
                "train_accuracy", "paper_train_accuracy", "paper_epochs", "accuracy",
                "accuracy_sd", "sensitivity", "specificity", "f1", "auroc", "auroc_sd",
                "auroc_ci_low", "auroc_ci_high"]
-    paper = paper_frame("table5_results", {"target": "target", "arch": "arch", "policy":
-                                           "policy", "epochs": "paper_epochs", "accuracy":
-                                           "paper_train_accuracy"}, percent=["accuracy"])
-    paper = paper[paper["target"] == target_runs.target]
+    keys = ["target", "arch", "policy"]
+    paper = paper_rows("table5_results", target_runs.target, keys, ["epochs", "accuracy"])
     if runs.empty:
         return ordered(paper.reindex(columns=columns), grid)
     table = seed_summary(runs, ["epochs", "train_accuracy", "accuracy", "sensitivity",
                                 "specificity", "f1"])
-    table["accuracy_sd"] = runs.groupby(["arch", "policy"], sort=False)["accuracy"].std()
-    table = table.join(same_schedule(runs))
     table = table.reset_index().merge(auroc.drop(columns="seeds"), on=["arch", "policy"])
     table.insert(0, "target", target_runs.target)
-    table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
-    return ordered(table.reindex(columns=columns), grid)
+    return with_paper(table, paper, keys, columns, grid)
 
 
 def architecture_table(target_runs, grid):
@@ -562,10 +549,9 @@ def architecture_table(target_runs, grid):
                "device_seconds_per_epoch", "paper_hours_per_epoch", "images_per_second",
                "train_accuracy", "paper_train_accuracy", "paper_epochs", "accuracy", "auroc",
                "best_policy", "best_policy_auroc"]
-    paper = paper_frame("table6_architectures", {
-        "target": "target", "arch": "arch", "hours_per_epoch": "paper_hours_per_epoch",
-        "epochs": "paper_epochs", "accuracy": "paper_train_accuracy"}, percent=["accuracy"])
-    paper = paper[paper["target"] == target_runs.target]
+    keys = ["target", "arch"]
+    paper = paper_rows("table6_architectures", target_runs.target, keys,
+                       ["hours_per_epoch", "epochs", "accuracy"])
     if runs.empty:
         return ordered(paper.reindex(columns=columns), grid)
     rows = []
@@ -582,8 +568,7 @@ def architecture_table(target_runs, grid):
             "train_accuracy": group["train_accuracy"].mean(),
             "accuracy": group["accuracy"].mean(), "auroc": group["auroc"].mean(),
             "best_policy": by_policy.idxmax(), "best_policy_auroc": by_policy.max()})
-    table = with_paper(pd.DataFrame(rows), paper, ["target", "arch"], keep_paper_rows=True)
-    return ordered(table.reindex(columns=columns), grid)
+    return with_paper(pd.DataFrame(rows), paper, keys, columns, grid)
 
 
 def policy_table(target_runs, auroc, differences, reach, baselines, grid):
@@ -604,18 +589,13 @@ def policy_table(target_runs, auroc, differences, reach, baselines, grid):
                     f"p_adjusted_vs_{baseline}", f"beyond_noise_vs_{baseline}",
                     f"epochs_to_{baseline}_best", f"epochs_to_{baseline}_best_mean",
                     f"device_seconds_to_{baseline}_best", f"seeds_reaching_{baseline}_best"]
-    paper = paper_frame("table7_policies", {
-        "target": "target", "arch": "arch", "policy": "policy", "epochs": "paper_epochs",
-        "accuracy": "paper_train_accuracy"}, percent=["accuracy"])
-    paper = paper[paper["target"] == target_runs.target]
+    keys = ["target", "arch", "policy"]
+    paper = paper_rows("table7_policies", target_runs.target, keys, ["epochs", "accuracy"])
     if runs.empty:
         return ordered(paper.reindex(columns=columns), grid)
     table = seed_summary(runs, ["epochs", "train_accuracy", "best_val_accuracy", "accuracy",
                                 "device_seconds"])
-    grouped = runs.groupby(["arch", "policy"], sort=False)
-    table["accuracy_sd"] = grouped["accuracy"].std()
-    table["device_kind"] = grouped["gpus"].agg(device_kind)
-    table = table.join(same_schedule(runs))
+    table["device_kind"] = runs.groupby(["arch", "policy"], sort=False)["gpus"].agg(device_kind)
     table = table.reset_index().merge(auroc[["arch", "policy", "auroc", "auroc_sd"]],
                                       on=["arch", "policy"])
     for baseline in baselines:
@@ -636,8 +616,7 @@ def policy_table(target_runs, auroc, differences, reach, baselines, grid):
         }).reset_index()
         table = table.merge(summary, on=["arch", "policy"], how="left")
     table.insert(0, "target", target_runs.target)
-    table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
-    return ordered(table.reindex(columns=columns), grid)
+    return with_paper(table, paper, keys, columns, grid)
 
 
 def schedule_extras(policy, schedule):
@@ -660,11 +639,8 @@ def clr_table(target_runs, settings, lr_finder, grid):
                "paper_max_lr", "step_size", "step_size_epochs", "paper_step_size_epochs",
                "epochs", "paper_epochs", "other", "lr_finder_rule", "lr_finder_base_lr",
                "lr_finder_max_lr", "lr_finder_check"]
-    paper = paper_frame("table8_clr", {
-        "target": "target", "arch": "arch", "policy": "policy", "base_lr": "paper_base_lr",
-        "max_lr": "paper_max_lr", "step_size_epochs": "paper_step_size_epochs",
-        "epochs": "paper_epochs"})
-    paper = paper[paper["target"] == target_runs.target]
+    paper = paper_rows("table8_clr", target_runs.target, ["target", "arch", "policy"],
+                       ["base_lr", "max_lr", "step_size_epochs", "epochs"])
     configured = settings[target_runs.target]
     rows = []
     for (arch, policy), group in runs.groupby(["arch", "policy"], sort=False):
@@ -689,10 +665,5 @@ def clr_table(target_runs, settings, lr_finder, grid):
             "lr_finder_base_lr": found["base_lr"] if found and found["base_lr"] else math.nan,
             "lr_finder_max_lr": found["max_lr"] if found and found["max_lr"] else math.nan,
             "lr_finder_check": found["verdict"] if found else None})
-    table = pd.DataFrame(rows, columns=columns[:3] + ["bounds_from", "base_lr", "max_lr",
-                                                       "step_size", "step_size_epochs",
-                                                       "epochs", "other", "lr_finder_rule",
-                                                       "lr_finder_base_lr", "lr_finder_max_lr",
-                                                       "lr_finder_check"])
-    table = with_paper(table, paper, ["target", "arch", "policy"], keep_paper_rows=True)
-    return ordered(table.reindex(columns=columns), grid)
+    table = pd.DataFrame(rows, columns=[c for c in columns if not c.startswith("paper_")])
+    return with_paper(table, paper, ["target", "arch", "policy"], columns, grid)

@@ -4,6 +4,7 @@ policy won, by how much, whether beyond noise, at what cost), and how the number
 
 import pandas as pd
 
+from workflow_scripts.metrics import ECE_BINS
 from workflow_scripts.report_figures import time_label
 from workflow_scripts.report_tables import MIN_SEEDS_TO_JUDGE
 
@@ -138,11 +139,11 @@ def method_text(settings, policy_rows):
         "AUPRC is scikit-learn's average precision; its mean over seeds gets its interval as "
         "the AUROC's, on the same patient resamples. The Brier score is the mean squared "
         "difference between score and label; the expected calibration error bins the test "
-        "scores into 10 bins of equal width on [0, 1] and sums each bin's |fraction positive "
-        "- mean score|, weighted by its share of images. A multi-label run's AUROC, AUPRC, "
-        "Brier score and ECE are the means over its diseases whose test images hold both "
-        "classes (per seed and resample), so its comparisons with the baselines are on that "
-        "mean; its per-label table has each disease's.",
+        f"scores into {ECE_BINS} bins of equal width on [0, 1] and sums each bin's |fraction "
+        "positive - mean score|, weighted by its share of images. A multi-label run's AUROC, "
+        "AUPRC, Brier score and ECE are the means over its diseases whose test images hold "
+        "both classes (per seed and resample), so its comparisons with the baselines are on "
+        "that mean; its per-label table has each disease's.",
         "Columns named paper: hold the numbers published in the paper (its Tables 1-8 and "
         "text), which are training accuracies in percent there and fractions here. Rows that "
         "only the paper has are kept so that every published number shows.",

@@ -3,7 +3,7 @@ import re
 
 # Snakemake puts this folder on sys.path, here and in every rule script, so the
 # workflow_scripts package imports in whatever environment a job runs.
-from workflow_scripts.policies import lr_bounds, schedule_twin
+from workflow_scripts.policies import REGISTRY, lr_bounds
 from workflow_scripts.image_cache import CACHE
 from workflow_scripts.image_cache import FILES as CACHE_FILE_NAMES
 from workflow_scripts.report_contents import TARGET_FIGURES
@@ -123,7 +123,7 @@ def trained_policy(target, policy):
     """The configured policy whose run stands for `policy` on `target`: `policy` itself, or
     another policy that gives the same learning rate at every step (modified_triangular2 is
     triangular2 while a run ends before its halving restarts). One run serves both."""
-    twin = schedule_twin(policy, target_settings(target, "train"))
+    twin = REGISTRY[policy].same_schedule_as(target_settings(target, "train"))
     return twin if twin in POLICIES else policy
 
 

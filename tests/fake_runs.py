@@ -24,7 +24,7 @@ from workflow_scripts.metrics import (
     summarize_multilabel,
     threshold_metrics,
 )
-from workflow_scripts.policies import POLICIES, build_policy, schedule_params
+from workflow_scripts.policies import POLICIES, REGISTRY, schedule_params
 from workflow_scripts.runs import FILES, prediction_frame, run_folder, write_run
 
 # How well each policy separates the classes (logit shift of positives over negatives).
@@ -84,7 +84,7 @@ def write_fake_run(folder, *, target, arch, policy, seed, test, skill, epochs, s
     logits = skill * (2 * labels - 1) + rng.normal(0, 1.6, labels.shape)
     scores = (1 / (1 + np.exp(-logits))).astype(np.float32)
     schedule = schedule_params(policy, settings, steps_per_epoch, epochs)
-    lrs = build_policy(policy, **schedule)(np.arange(steps_per_epoch * epochs, dtype=np.float64))
+    lrs = REGISTRY[policy](**schedule)(np.arange(steps_per_epoch * epochs, dtype=np.float64))
     seconds = SECONDS_PER_EPOCH.get(arch, 2.0) * rng.uniform(0.95, 1.05, epochs)
     if target == MULTILABEL:
         test_numbers = summarize_multilabel(DISEASES, labels, scores, test["patient_id"], labels,

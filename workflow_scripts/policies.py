@@ -5,7 +5,7 @@ resumed from a checkpoint continues exactly where it stopped (the step counter i
 the optimizer). Each class declares its `name`, the CLR `bounds` that the LR range test can
 supply, and takes its parameters as keyword arguments; `__call__(step, ops)` is the formula,
 written against `ops` so that it evaluates with NumPy here and with `keras.ops` inside a train
-step (`schedules.make_schedule`). This module needs no TensorFlow: the Snakefile reads the
+step (`schedules.PolicySchedule`). This module needs no TensorFlow: the Snakefile reads the
 registry (which policies need an LR range test, which are the same schedule as another).
 
 Adding a policy is adding one class below; the config schema's `policies` enum must list its
@@ -65,7 +65,7 @@ class Policy(ABC):
     @classmethod
     def same_schedule_as(cls, settings):
         """The policy that gives this one's learning rate at every step of any run with
-        these training settings, or None."""
+        these training `settings` (config `train` with the target's overrides), or None."""
         return None
 
 
@@ -257,18 +257,14 @@ def cosine_anneal(start, end, fraction, ops):
 POLICIES = tuple(REGISTRY)
 
 
-def policy_class(policy):
-    return REGISTRY[policy]
-
-
 def lr_bounds(policy):
     """The LR-finder bounds `policy` needs: none, ('max_lr',) or ('base_lr', 'max_lr')."""
-    return policy_class(policy).bounds
+    return REGISTRY[policy].bounds
 
 
 def parameters(policy):
     """(required, optional) parameter names of `policy`."""
-    signature = inspect.signature(policy_class(policy).__init__)
+    signature = inspect.signature(REGISTRY[policy].__init__)
     found = [p for p in signature.parameters.values() if p.name != "self"]
     required = tuple(p.name for p in found if p.default is inspect.Parameter.empty)
     optional = tuple(p.name for p in found if p.default is not inspect.Parameter.empty)
@@ -282,21 +278,9 @@ def extra_parameters(policy):
     return tuple(name for name in required + optional if name not in plain)
 
 
-def build_policy(policy, **params):
-    """The policy object built from its parameters (as `schedule_params` picks them)."""
-    return policy_class(policy)(**params)
-
-
-def schedule_twin(policy, settings):
-    """The policy that gives `policy`'s learning rate at every step of any run with these
-    training `settings` (config `train` with the target's overrides), or None."""
-    return policy_class(policy).same_schedule_as(settings)
-
-
 def cycles_started(epochs, step_size_epochs, steps_per_epoch):
-    """The CLR cycle of a run's last optimizer step (cycles are counted from 1), with the
-    step size that `steps_from_epochs` computes."""
-    step_size = max(1, math.floor(step_size_epochs * steps_per_epoch + 0.5))
+    """The CLR cycle of a run's last optimizer step (cycles are counted from 1)."""
+    step_size = steps_from_epochs(step_size_epochs, steps_per_epoch)
     return math.floor(1 + (epochs * steps_per_epoch - 1) / (2 * step_size))
 
 

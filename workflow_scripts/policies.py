@@ -316,19 +316,16 @@ def steps_from_epochs(step_size_epochs, steps_per_epoch):
 # Parameters that are not training settings of the same name: the step size is set in
 # epochs, the total steps follow from the run's length.
 SETTING_OF = {"step_size": "step_size_epochs", "total_steps": None}
-# The flat training settings that `schedule_params` reads.
-SCHEDULE_SETTINGS = tuple(dict.fromkeys(
-    SETTING_OF.get(name, name) for policy in POLICIES for names in parameters(policy)
-    for name in names if SETTING_OF.get(name, name)))
 
 
 def schedule_params(policy, settings, steps_per_epoch, total_epochs):
     """The keyword arguments of `policy` picked from flat training `settings`.
 
-    Keys in `SCHEDULE_SETTINGS` are read, others (epochs, batch_size, optimizer, ...) are
-    left to other stages, and a value of None counts as absent. `step_size_epochs` becomes
-    `step_size` through `steps_from_epochs`; `total_steps = steps_per_epoch * total_epochs`.
-    A setting the policy needs but `settings` lacks is an error naming that key.
+    The settings named as its parameters (see `SETTING_OF`) are read, others (epochs,
+    batch_size, optimizer, ...) are left to other stages, and a value of None counts as
+    absent. `step_size_epochs` becomes `step_size` through `steps_from_epochs`;
+    `total_steps = steps_per_epoch * total_epochs`. A setting the policy needs but `settings`
+    lacks is an error naming that key.
     """
     required, optional = parameters(policy)
     params = {}

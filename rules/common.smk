@@ -73,16 +73,11 @@ def target_settings(target, section):
     return merged(config[section], config["overrides"].get(target, {}).get(section, {}))
 
 
-def metadata_path():
+def nih_or_demo(key):
+    """`data.<key>` (metadata, images) of the NIH download, or the demo dataset's output."""
     if config["data"]["source"] == "demo":
-        return "results/demo/Data_Entry_2017_v2020.csv"
-    return config["data"]["metadata"]
-
-
-def images_root():
-    if config["data"]["source"] == "demo":
-        return "results/demo/images_001"
-    return config["data"]["images"]
+        return getattr(rules.demo_dataset.output, key)
+    return config["data"][key]
 
 
 def imagenet_weights(wildcards):

@@ -193,9 +193,11 @@ def compile_model(model, optimizer, jit_compile, data_loss=False):
     return model
 
 
-def new_model(arch, image_size, model_settings, train_settings, seed, xla, outputs=1):
-    """`build_model` from the config's model and train settings (the target's)."""
-    return build_model(
+def new_model(arch, image_size, model_settings, train_settings, seed, xla, outputs,
+              learning_rate, data_loss=False):
+    """`build_model` from the config's model and train settings (the target's), compiled with
+    the configured optimizer at `learning_rate` (a number or a schedule)."""
+    model = build_model(
         arch, image_size,
         head=model_settings["head"],
         dropout=model_settings["dropout"],
@@ -208,3 +210,4 @@ def new_model(arch, image_size, model_settings, train_settings, seed, xla, outpu
         seed=seed,
         outputs=outputs,
     )
+    return compile_model(model, make_optimizer(train_settings, learning_rate), xla, data_loss)

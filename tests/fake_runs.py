@@ -25,7 +25,7 @@ from workflow_scripts.metrics import (
     threshold_metrics,
 )
 from workflow_scripts.policies import POLICIES, REGISTRY, schedule_params
-from workflow_scripts.runs import FILES, prediction_frame, run_folder, write_run
+from workflow_scripts.runs import FILES, RUN, prediction_frame, write_run
 
 # How well each policy separates the classes (logit shift of positives over negatives).
 DEFAULT_SKILL = {"constant": 1.0, "time_decay": 1.1, "triangular": 1.6, "triangular2": 1.3,
@@ -36,6 +36,12 @@ SETTINGS = {"batch_size": 16, "optimizer": "sgd", "momentum": 0.9, "learning_rat
             "gamma": 0.99994, "reset_cycles": 3, "div_factor": 25, "final_div_factor": 10000,
             "pct_start": 0.3}
 LR_FINDER_BOUNDS = {"max_lr": 0.03, "base_lr": 0.0075}
+
+
+def run_folder(target, arch, policy, seed, results):
+    """One run's folder, as RUN lays it out, below the results folder `results`."""
+    path = RUN.format(target=target, arch=arch, policy=policy, seed=seed)
+    return Path(results) / Path(path).relative_to("results")
 
 
 def per_target(value, target):

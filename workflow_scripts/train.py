@@ -63,7 +63,7 @@ def with_lr_finder_bounds(policy, settings, lr_finder_path):
     for name in needed:
         if filled.get(name) is None:
             filled[name] = float(found[name])
-    if policy != "one_cycle" and filled["base_lr"] >= filled["max_lr"]:
+    if "base_lr" in needed and filled["base_lr"] >= filled["max_lr"]:
         raise InputError(f"{lr_finder_path}: base_lr {filled['base_lr']} is not below max_lr "
                          f"{filled['max_lr']}; set train.base_lr/max_lr explicitly.")
     return filled

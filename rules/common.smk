@@ -136,13 +136,10 @@ def trained_runs(targets=TARGETS):
             for policy in POLICIES if policy not in SHARED_RUNS[target] for seed in SEEDS]
 
 
-def run_metrics(targets=TARGETS):
-    return [
-        output_files(save_model=False)["metrics"].format(
-            target=target, arch=arch, policy=policy, seed=seed
-        )
-        for target, arch, policy, seed in trained_runs(targets)
-    ]
+def run_metrics():
+    metrics = output_files(save_model=False)["metrics"]
+    return [metrics.format(target=target, arch=arch, policy=policy, seed=seed)
+            for target, arch, policy, seed in trained_runs()]
 
 
 def report_inputs(wildcards):
@@ -160,8 +157,8 @@ def report_inputs(wildcards):
         runs = [files for files in runs if all(os.path.exists(f) for f in files)]
         lr_finder = [path for path in lr_finder if os.path.exists(path)]
     return {
-        "label_counts": "results/labels/label_counts.csv",
-        "split_summary": "results/splits/summary.csv",
+        "label_counts": rules.parse_metadata.output.counts,
+        "split_summary": rules.split_summary.output.summary,
         "lr_finder": lr_finder,
         "runs": [path for files in runs for path in files],
     }
@@ -171,8 +168,8 @@ def final_outputs():
     """Everything a full run makes. The LR range tests come in as the report's inputs
     (`lr_finder_results`)."""
     return [
-        "results/labels/label_counts.csv",
-        "results/splits/summary.csv",
+        rules.parse_metadata.output.counts,
+        rules.split_summary.output.summary,
         *run_metrics(),
         "results/report/report.html",
     ]

@@ -82,7 +82,6 @@ class Decoded:
         self.failures += other.failures
         self.converted += other.converted
         self.archive_names.update(other.archive_names)
-        return self
 
 
 def decode_into(array, row, data, size, done, where):

@@ -27,7 +27,7 @@ from workflow_scripts.policies import (
     schedule_params,
     steps_from_epochs,
 )
-from workflow_scripts.schedules import PolicySchedule, schedule_values
+from workflow_scripts.schedules import PolicySchedule, make_schedule, schedule_values
 
 # The paper's Pneumothorax run: 541 batches per epoch, step size 2 epochs, bounds from its
 # LR finder (Table 8), 36 epochs of triangular.
@@ -81,13 +81,13 @@ def test_policy_names_are_the_seven_in_order():
 
 
 def test_constant_is_the_same_at_every_step():
-    schedule = PolicySchedule("constant", learning_rate=0.01)
+    schedule = make_schedule("constant", learning_rate=0.01)
     for step in (0, 1, 541, 10**6):
         assert lr_at(schedule, step) == pytest.approx(0.01, rel=1e-7)
 
 
 def test_time_decay_divides_by_one_plus_decay_times_step():
-    schedule = PolicySchedule("time_decay", learning_rate=0.01, decay=0.0005)
+    schedule = make_schedule("time_decay", learning_rate=0.01, decay=0.0005)
     assert lr_at(schedule, 0) == pytest.approx(0.01, rel=1e-7)
     assert lr_at(schedule, 1000) == pytest.approx(0.01 / 1.5, rel=1e-6)
     assert lr_at(schedule, 2000) == pytest.approx(0.005, rel=1e-6)
@@ -95,7 +95,7 @@ def test_time_decay_divides_by_one_plus_decay_times_step():
 
 
 def test_triangular_rises_for_a_step_size_then_falls_back():
-    schedule = PolicySchedule("triangular", **PNEUMOTHORAX)
+    schedule = make_schedule("triangular", **PNEUMOTHORAX)
     expected = {
         0: 0.0075,
         541: 0.01875,
@@ -112,7 +112,7 @@ def test_triangular_rises_for_a_step_size_then_falls_back():
 def test_36_epochs_at_step_size_2_epochs_make_9_full_triangular_cycles():
     step_size = steps_from_epochs(2, STEPS_PER_EPOCH)
     assert step_size == 1082
-    schedule = PolicySchedule("triangular", base_lr=0.0075, max_lr=0.03, step_size=step_size)
+    schedule = make_schedule("triangular", base_lr=0.0075, max_lr=0.03, step_size=step_size)
     values = schedule_values(schedule, 36 * STEPS_PER_EPOCH)
     peaks = np.flatnonzero(np.isclose(values, 0.03, rtol=1e-6))
     troughs = np.flatnonzero(np.isclose(values, 0.0075, rtol=1e-6))
@@ -123,14 +123,14 @@ def test_36_epochs_at_step_size_2_epochs_make_9_full_triangular_cycles():
 
 
 def test_triangular2_halves_the_amplitude_every_cycle():
-    schedule = PolicySchedule("triangular2", **PNEUMOTHORAX)
+    schedule = make_schedule("triangular2", **PNEUMOTHORAX)
     peaks = [lr_at(schedule, 1082 + 2164 * k) for k in range(4)]
     assert peaks == pytest.approx([0.03, 0.01875, 0.013125, 0.0103125], rel=1e-6)
     assert lr_at(schedule, 2164 + 541) == pytest.approx(0.0075 + 0.0225 / 2 / 2, rel=1e-6)
 
 
 def test_modified_triangular2_restarts_the_halving_every_three_cycles():
-    schedule = PolicySchedule("modified_triangular2", **PNEUMOTHORAX)
+    schedule = make_schedule("modified_triangular2", **PNEUMOTHORAX)
     peaks = [lr_at(schedule, 1082 + 2164 * k) for k in range(7)]
     assert peaks == pytest.approx(
         [0.03, 0.01875, 0.013125, 0.03, 0.01875, 0.013125, 0.03], rel=1e-6
@@ -140,30 +140,30 @@ def test_modified_triangular2_restarts_the_halving_every_three_cycles():
 
 
 def test_modified_triangular2_with_other_reset_lengths():
-    every_two = PolicySchedule("modified_triangular2", **PNEUMOTHORAX, reset_cycles=2)
+    every_two = make_schedule("modified_triangular2", **PNEUMOTHORAX, reset_cycles=2)
     peaks = [lr_at(every_two, 1082 + 2164 * k) for k in range(4)]
     assert peaks == pytest.approx([0.03, 0.01875, 0.03, 0.01875], rel=1e-6)
-    every_cycle = PolicySchedule("modified_triangular2", **PNEUMOTHORAX, reset_cycles=1)
-    triangular = PolicySchedule("triangular", **PNEUMOTHORAX)
+    every_cycle = make_schedule("modified_triangular2", **PNEUMOTHORAX, reset_cycles=1)
+    triangular = make_schedule("triangular", **PNEUMOTHORAX)
     np.testing.assert_allclose(
         schedule_values(every_cycle, 5000), schedule_values(triangular, 5000), rtol=1e-6
     )
 
 
 def test_exp_range_scales_the_amplitude_by_gamma_to_the_step():
-    schedule = PolicySchedule("exp_range", **PNEUMOTHORAX, gamma=0.99994)
+    schedule = make_schedule("exp_range", **PNEUMOTHORAX, gamma=0.99994)
     for step, wave in ((0, 0.0), (541, 0.5), (1082, 1.0), (3246, 1.0), (10 * 2164 + 541, 0.5)):
         expected = 0.0075 + 0.0225 * wave * 0.99994**step
         assert lr_at(schedule, step) == pytest.approx(expected, rel=1e-6), step
-    no_decay = PolicySchedule("exp_range", **PNEUMOTHORAX, gamma=1.0)
-    triangular = PolicySchedule("triangular", **PNEUMOTHORAX)
+    no_decay = make_schedule("exp_range", **PNEUMOTHORAX, gamma=1.0)
+    triangular = make_schedule("triangular", **PNEUMOTHORAX)
     np.testing.assert_allclose(
         schedule_values(no_decay, 5000), schedule_values(triangular, 5000), rtol=1e-6
     )
 
 
 def test_one_cycle_warms_up_then_anneals_as_pytorch_one_cycle_lr():
-    schedule = PolicySchedule("one_cycle", max_lr=0.1, total_steps=1000)
+    schedule = make_schedule("one_cycle", max_lr=0.1, total_steps=1000)
     initial, final = 0.1 / 25, 0.1 / 25 / 1e4
     # PyTorch: peak at step pct_start * total_steps - 1 = 299, cosine on both sides.
     assert lr_at(schedule, 0) == pytest.approx(initial, rel=1e-6)
@@ -180,7 +180,7 @@ def test_one_cycle_warms_up_then_anneals_as_pytorch_one_cycle_lr():
 
 
 def test_one_cycle_honours_its_factors():
-    schedule = PolicySchedule(
+    schedule = make_schedule(
         "one_cycle",
         max_lr=0.03,
         total_steps=100,
@@ -201,7 +201,7 @@ def test_scale_stays_finite_after_thousands_of_cycles(policy):
         "step_size": 1,
         **({"gamma": 0.5} if policy == "exp_range" else {}),
     }
-    schedule = PolicySchedule(policy, **params)
+    schedule = make_schedule(policy, **params)
     values = schedule_values(schedule, 20_000)  # 10,000 cycles
     assert np.all(np.isfinite(values))
     assert np.all(values >= 0.0075 * (1 - 1e-6)) and np.all(values <= 0.03 * (1 + 1e-6))
@@ -211,7 +211,7 @@ def test_scale_stays_finite_after_thousands_of_cycles(policy):
 
 def test_schedules_run_inside_an_xla_compiled_function():
     for policy, params in EXAMPLE_PARAMS.items():
-        schedule = PolicySchedule(policy, **params)
+        schedule = make_schedule(policy, **params)
         compiled = tf.function(schedule, jit_compile=True)
         for step in (0, 700, 5000):
             eager = lr_at(schedule, step)
@@ -220,7 +220,7 @@ def test_schedules_run_inside_an_xla_compiled_function():
 
 def test_schedule_values_matches_step_by_step_evaluation():
     for policy, params in EXAMPLE_PARAMS.items():
-        schedule = PolicySchedule(policy, **params)
+        schedule = make_schedule(policy, **params)
         values = schedule_values(schedule, 3000)
         assert values.shape == (3000,) and values.dtype == np.float64
         for step in (0, 1, 541, 1082, 2999):
@@ -244,7 +244,7 @@ def test_schedule_params_picks_exactly_what_each_policy_takes(policy):
         assert params["step_size"] == 1082
     if policy == "one_cycle":
         assert params["total_steps"] == 541 * 36
-    assert PolicySchedule(policy, **params).get_config() is not None
+    assert make_schedule(policy, **params).get_config() is not None
 
 
 def test_every_schedule_parameter_comes_from_a_declared_setting():
@@ -267,7 +267,7 @@ def test_schedule_params_reports_a_missing_setting_by_its_key():
         schedule_params("triangular2", without_step_size, steps_per_epoch=541, total_epochs=36)
     without_reset = {k: v for k, v in PAPER_SETTINGS.items() if k != "reset_cycles"}
     params = schedule_params("modified_triangular2", without_reset, 541, 36)
-    assert "reset_cycles" not in params and PolicySchedule("modified_triangular2", **params)
+    assert "reset_cycles" not in params and make_schedule("modified_triangular2", **params)
 
 
 @pytest.mark.parametrize(
@@ -282,12 +282,12 @@ def test_schedule_params_reports_a_missing_setting_by_its_key():
 )
 def test_bad_parameters_name_themselves(policy, params, message):
     with pytest.raises(ValueError, match=message):
-        PolicySchedule(policy, **params)
+        make_schedule(policy, **params)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
 def test_config_round_trip_keeps_every_value(policy):
-    schedule = PolicySchedule(policy, **EXAMPLE_PARAMS[policy])
+    schedule = make_schedule(policy, **EXAMPLE_PARAMS[policy])
     config = schedule.get_config()
     assert json.loads(json.dumps(config)) == config
     rebuilt = type(schedule).from_config(config)
@@ -314,7 +314,7 @@ def test_cyclical_policies_stay_within_bounds_and_touch_base_each_cycle(
     params = {"base_lr": base_lr, "max_lr": max_lr, "step_size": step_size}
     if policy == "exp_range":
         params["gamma"] = 0.999
-    values = schedule_values(PolicySchedule(policy, **params), 10 * step_size + 1)
+    values = schedule_values(make_schedule(policy, **params), 10 * step_size + 1)
     assert np.all(values >= base_lr * (1 - 1e-6)) and np.all(values <= max_lr * (1 + 1e-6))
     np.testing.assert_allclose(values[:: 2 * step_size], base_lr, rtol=1e-5)
     first_peak = (
@@ -362,12 +362,12 @@ RESUME_PARAMS = {
 def test_resumed_training_sees_the_learning_rates_of_an_uninterrupted_run(tmp_path, policy):
     data = tiny_dataset()
     uninterrupted = RecordLearningRate()
-    tiny_model(PolicySchedule(policy, **RESUME_PARAMS[policy])).fit(
+    tiny_model(make_schedule(policy, **RESUME_PARAMS[policy])).fit(
         data, epochs=4, verbose=0, shuffle=False, callbacks=[uninterrupted]
     )
 
     first_half, second_half = RecordLearningRate(), RecordLearningRate()
-    model = tiny_model(PolicySchedule(policy, **RESUME_PARAMS[policy]))
+    model = tiny_model(make_schedule(policy, **RESUME_PARAMS[policy]))
     model.fit(data, epochs=2, verbose=0, shuffle=False, callbacks=[first_half])
     model.save(tmp_path / "model.keras")
     restored = keras.saving.load_model(tmp_path / "model.keras")
@@ -382,21 +382,21 @@ def test_resumed_training_sees_the_learning_rates_of_an_uninterrupted_run(tmp_pa
     saved_schedule = restored.optimizer.get_config()["learning_rate"]
     assert saved_schedule["registered_name"].startswith("clr>")
     assert keras.saving.deserialize_keras_object(saved_schedule).get_config() == (
-        PolicySchedule(policy, **RESUME_PARAMS[policy]).get_config()
+        make_schedule(policy, **RESUME_PARAMS[policy]).get_config()
     )
 
 
 def test_each_policy_is_one_class_that_evaluates_with_numpy_and_keras_alike():
-    assert isinstance(PolicySchedule("triangular", **PNEUMOTHORAX).policy, Triangular)
-    assert isinstance(PolicySchedule("exp_range", **PNEUMOTHORAX, gamma=0.9).policy, ExpRange)
-    assert isinstance(PolicySchedule("modified_triangular2", **PNEUMOTHORAX).policy,
+    assert isinstance(make_schedule("triangular", **PNEUMOTHORAX).policy, Triangular)
+    assert isinstance(make_schedule("exp_range", **PNEUMOTHORAX, gamma=0.9).policy, ExpRange)
+    assert isinstance(make_schedule("modified_triangular2", **PNEUMOTHORAX).policy,
                       ModifiedTriangular2)
-    assert isinstance(PolicySchedule("one_cycle", max_lr=0.1, total_steps=10).policy, OneCycle)
+    assert isinstance(make_schedule("one_cycle", max_lr=0.1, total_steps=10).policy, OneCycle)
     with pytest.raises(ValueError, match="max_lr"):
         Triangular(base_lr=0.1, max_lr=0.01, step_size=2)
     steps = np.arange(4000, dtype=np.float64)
     for policy in POLICIES:
-        schedule = PolicySchedule(policy, **EXAMPLE_PARAMS[policy])
+        schedule = make_schedule(policy, **EXAMPLE_PARAMS[policy])
         np.testing.assert_allclose(schedule.policy(steps), schedule_values(schedule, 4000),
                                    rtol=1e-5)
 
@@ -420,10 +420,10 @@ def test_a_schedule_twin_gives_the_same_learning_rate_at_every_step(
     twin = REGISTRY[policy].same_schedule_as(settings_)
     assert twin is not None or policy == "modified_triangular2"
     steps = epochs * steps_per_epoch
-    ours = schedule_values(PolicySchedule(policy, **schedule_params(
+    ours = schedule_values(make_schedule(policy, **schedule_params(
         policy, settings_, steps_per_epoch, epochs)), steps)
     if twin is not None:
-        theirs = schedule_values(PolicySchedule(twin, **schedule_params(
+        theirs = schedule_values(make_schedule(twin, **schedule_params(
             twin, settings_, steps_per_epoch, epochs)), steps)
         np.testing.assert_array_equal(ours, theirs)
 

@@ -5,7 +5,7 @@ resumed from a checkpoint continues exactly where it stopped (the step counter i
 the optimizer). Each class declares its `name`, the CLR `bounds` that the LR range test can
 supply, and takes its parameters as keyword arguments; `__call__(step, ops)` is the formula,
 written against `ops` so that it evaluates with NumPy here and with `keras.ops` inside a train
-step (`schedules.PolicySchedule`). This module needs no TensorFlow: the Snakefile reads the
+step (`schedules.make_schedule`). This module needs no TensorFlow: the Snakefile reads the
 registry (which policies need an LR range test, which are the same schedule as another).
 
 Adding a policy is adding one class below; the config schema's `policies` enum must list its

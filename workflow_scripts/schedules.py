@@ -1,6 +1,6 @@
 """The learning-rate policies as Keras schedules, for the optimizer of a training run.
 
-`PolicySchedule(policy, **params)` wraps the policy's formula (`policies`) in one Keras
+`make_schedule(policy, **params)` wraps the policy's formula (`policies`) in one Keras
 `LearningRateSchedule`: `float(schedule(step))` is the learning rate at optimizer step `step`
 (0-based), evaluated with `keras.ops` in float32, so that it runs inside `tf.function` and
 XLA; `get_config()` holds the policy's name and parameters, so a saved model's optimizer
@@ -16,8 +16,7 @@ from workflow_scripts.policies import REGISTRY
 
 @keras.saving.register_keras_serializable(package="clr")
 class PolicySchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """The learning rate of `policy` (a name in `policies.POLICIES`) built from exactly the
-    parameters the policy takes (as `policies.schedule_params` picks them)."""
+    """The learning rate of `policy` (a name in `policies.POLICIES`) built from `params`."""
 
     def __init__(self, policy, **params):
         self.policy = REGISTRY[policy](**params)
@@ -27,6 +26,11 @@ class PolicySchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"policy": self.policy.name, **self.policy.get_config()}
+
+
+def make_schedule(policy, **params):
+    """The Keras schedule of `policy`, from exactly the parameters the policy takes."""
+    return PolicySchedule(policy, **params)
 
 
 def schedule_values(schedule, num_steps):

@@ -1,7 +1,7 @@
 """Stage `train`: one run of one target x architecture x policy x seed.
 
 The run trains on the target's train split, validates every epoch, and predicts the test
-split with the final model. Its learning rate is `PolicySchedule(policy, ...)` of the
+split with the final model. Its learning rate is `make_schedule(policy, ...)` of the
 optimizer's step counter; cyclical bounds come from the config or else from the target's
 LR-finder result.
 
@@ -40,7 +40,7 @@ from workflow_scripts.metrics import epochs_to_target, summarize_multilabel, sum
 from workflow_scripts.models import new_model
 from workflow_scripts.policies import lr_bounds, schedule_params
 from workflow_scripts.runs import HISTORY_COLUMNS, prediction_frame, write_run
-from workflow_scripts.schedules import PolicySchedule, schedule_values
+from workflow_scripts.schedules import make_schedule, schedule_values
 from workflow_scripts.stage import InputError, log, run
 
 EXIT_PREEMPTED = 128 + signal.SIGTERM  # what a shell reports for a SIGTERM'd process
@@ -177,7 +177,7 @@ def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy,
     batch_size, epochs = settings["batch_size"], settings["epochs"]
     steps = steps_per_epoch(train, batch_size, target)
     params = schedule_params(policy, settings, steps, epochs)
-    schedule = PolicySchedule(policy, **params)
+    schedule = make_schedule(policy, **params)
     # What the run computes, so that a retry with more time, memory or GPUs resumes.
     checkpoint = Checkpoint(checkpoint_dir, run_fingerprint(
         arch=arch, policy=policy, seed=seed, settings=settings, model=model_settings,

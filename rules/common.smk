@@ -3,7 +3,7 @@ import re
 
 # Snakemake puts this folder on sys.path, here and in every rule script, so the
 # workflow_scripts package imports in whatever environment a job runs.
-from workflow_scripts.policies import lr_bounds, schedule_twin
+from workflow_scripts.policies import REGISTRY, lr_bounds
 from workflow_scripts.image_cache import CACHE
 from workflow_scripts.image_cache import FILES as CACHE_FILE_NAMES
 from workflow_scripts.report_contents import TARGET_FIGURES
@@ -73,16 +73,11 @@ def target_settings(target, section):
     return merged(config[section], config["overrides"].get(target, {}).get(section, {}))
 
 
-def metadata_path():
+def nih_or_demo(key):
+    """`data.<key>` (metadata, images) of the NIH download, or the demo dataset's output."""
     if config["data"]["source"] == "demo":
-        return "results/demo/Data_Entry_2017_v2020.csv"
-    return config["data"]["metadata"]
-
-
-def images_root():
-    if config["data"]["source"] == "demo":
-        return "results/demo/images_001"
-    return config["data"]["images"]
+        return getattr(rules.demo_dataset.output, key)
+    return config["data"][key]
 
 
 def imagenet_weights(wildcards):
@@ -123,7 +118,7 @@ def trained_policy(target, policy):
     """The configured policy whose run stands for `policy` on `target`: `policy` itself, or
     another policy that gives the same learning rate at every step (modified_triangular2 is
     triangular2 while a run ends before its halving restarts). One run serves both."""
-    twin = schedule_twin(policy, target_settings(target, "train"))
+    twin = REGISTRY[policy].same_schedule_as(target_settings(target, "train"))
     return twin if twin in POLICIES else policy
 
 
@@ -141,13 +136,10 @@ def trained_runs(targets=TARGETS):
             for policy in POLICIES if policy not in SHARED_RUNS[target] for seed in SEEDS]
 
 
-def run_metrics(targets=TARGETS):
-    return [
-        output_files(save_model=False)["metrics"].format(
-            target=target, arch=arch, policy=policy, seed=seed
-        )
-        for target, arch, policy, seed in trained_runs(targets)
-    ]
+def run_metrics():
+    metrics = output_files(save_model=False)["metrics"]
+    return [metrics.format(target=target, arch=arch, policy=policy, seed=seed)
+            for target, arch, policy, seed in trained_runs()]
 
 
 def report_inputs(wildcards):
@@ -165,8 +157,8 @@ def report_inputs(wildcards):
         runs = [files for files in runs if all(os.path.exists(f) for f in files)]
         lr_finder = [path for path in lr_finder if os.path.exists(path)]
     return {
-        "label_counts": "results/labels/label_counts.csv",
-        "split_summary": "results/splits/summary.csv",
+        "label_counts": rules.parse_metadata.output.counts,
+        "split_summary": rules.split_summary.output.summary,
         "lr_finder": lr_finder,
         "runs": [path for files in runs for path in files],
     }
@@ -176,8 +168,8 @@ def final_outputs():
     """Everything a full run makes. The LR range tests come in as the report's inputs
     (`lr_finder_results`)."""
     return [
-        "results/labels/label_counts.csv",
-        "results/splits/summary.csv",
+        rules.parse_metadata.output.counts,
+        rules.split_summary.output.summary,
         *run_metrics(),
         "results/report/report.html",
     ]

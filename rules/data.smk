@@ -20,7 +20,7 @@ rule demo_dataset:
 
 rule parse_metadata:
     input:
-        metadata=metadata_path(),
+        metadata=nih_or_demo("metadata"),
     output:
         labels="results/labels/labels.parquet",
         counts="results/labels/label_counts.csv",
@@ -37,7 +37,7 @@ rule parse_metadata:
 rule build_image_cache:
     input:
         splits=expand("results/splits/{target}.parquet", target=TARGETS),
-        images=images_root(),
+        images=nih_or_demo("images"),
     output:
         **{name: f"{CACHE}/{file}" for name, file in CACHE_FILE_NAMES.items()},
     log:

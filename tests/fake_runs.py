@@ -19,8 +19,8 @@ import pandas as pd
 
 from workflow_scripts.labels import DISEASES, LABELS, MULTILABEL, label_columns
 from workflow_scripts.metrics import summarize_multilabel, summarize_predictions
-from workflow_scripts.policies import POLICIES, build_policy, schedule_params
-from workflow_scripts.runs import FILES, prediction_frame, run_folder, write_run
+from workflow_scripts.policies import POLICIES, REGISTRY, schedule_params
+from workflow_scripts.runs import FILES, RUN, prediction_frame, write_run
 
 # How well each policy separates the classes (logit shift of positives over negatives).
 DEFAULT_SKILL = {"constant": 1.0, "time_decay": 1.1, "triangular": 1.6, "triangular2": 1.3,
@@ -31,6 +31,12 @@ SETTINGS = {"batch_size": 16, "optimizer": "sgd", "momentum": 0.9, "learning_rat
             "gamma": 0.99994, "reset_cycles": 3, "div_factor": 25, "final_div_factor": 10000,
             "pct_start": 0.3}
 LR_FINDER_BOUNDS = {"max_lr": 0.03, "base_lr": 0.0075}
+
+
+def run_folder(target, arch, policy, seed, results):
+    """One run's folder, as RUN lays it out, below the results folder `results`."""
+    path = RUN.format(target=target, arch=arch, policy=policy, seed=seed)
+    return Path(results) / Path(path).relative_to("results")
 
 
 def per_target(value, target):
@@ -79,7 +85,7 @@ def write_fake_run(folder, *, target, arch, policy, seed, test, skill, epochs, s
     logits = skill * (2 * labels - 1) + rng.normal(0, 1.6, labels.shape)
     scores = (1 / (1 + np.exp(-logits))).astype(np.float32)
     schedule = schedule_params(policy, settings, steps_per_epoch, epochs)
-    lrs = build_policy(policy, **schedule)(np.arange(steps_per_epoch * epochs, dtype=np.float64))
+    lrs = REGISTRY[policy](**schedule)(np.arange(steps_per_epoch * epochs, dtype=np.float64))
     seconds = SECONDS_PER_EPOCH.get(arch, 2.0) * rng.uniform(0.95, 1.05, epochs)
     if target == MULTILABEL:
         test_numbers = summarize_multilabel(DISEASES, labels, scores, test["patient_id"], labels,

@@ -13,6 +13,7 @@ from workflow_scripts.build_image_cache import (
     build_cache,
     data_check,
     decode_gray,
+    images_in_splits,
     resize_area,
 )
 from workflow_scripts.image_cache import load_cache
@@ -326,7 +327,7 @@ def test_the_data_check_counts_each_split(tmp_path):
         pd.DataFrame({"image_index": split_names}).to_parquet(split_paths[-1])
     needed = sorted(set(splits["Effusion"]) | set(splits["Mass"]))
     stats = build_cache(needed, tmp_path / "png", 32, *paths(tmp_path), skip_unreadable=True)
-    summary = data_check(stats, split_paths, paths(tmp_path)[1], 32, workers=1)
+    summary = data_check(stats, images_in_splits(split_paths), paths(tmp_path)[1], 32, workers=1)
     assert summary["splits"] == {"Effusion": {"needed": 6, "cached": 5},
                                  "Mass": {"needed": 7, "cached": 6}}
     assert (summary["needed"], summary["found_as_files"], summary["missing"],

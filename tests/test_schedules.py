@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from workflow_scripts.labels import TARGETS
 from workflow_scripts.policies import (
     POLICIES,
-    SCHEDULE_SETTINGS,
+    REGISTRY,
     ExpRange,
     ModifiedTriangular2,
     OneCycle,
@@ -25,7 +25,6 @@ from workflow_scripts.policies import (
     lr_bounds,
     parameters,
     schedule_params,
-    schedule_twin,
     steps_from_epochs,
 )
 from workflow_scripts.schedules import PolicySchedule, make_schedule, schedule_values
@@ -249,12 +248,14 @@ def test_schedule_params_picks_exactly_what_each_policy_takes(policy):
 
 
 def test_every_schedule_parameter_comes_from_a_declared_setting():
+    schema = yaml.safe_load((Path(__file__).parents[1] / "config" / "schema.yaml").read_text())
+    declared = schema["$defs"]["train_settings"]["properties"]
     from_settings = {"step_size": "step_size_epochs"}
     for policy in POLICIES:
         required, optional = parameters(policy)
         for name in set(required + optional) - {"total_steps"}:
-            assert from_settings.get(name, name) in SCHEDULE_SETTINGS, (policy, name)
-    assert set(SCHEDULE_SETTINGS) <= set(PAPER_SETTINGS)
+            assert from_settings.get(name, name) in declared, (policy, name)
+            assert from_settings.get(name, name) in PAPER_SETTINGS, (policy, name)
 
 
 def test_schedule_params_reports_a_missing_setting_by_its_key():
@@ -413,10 +414,10 @@ def test_the_schema_lists_exactly_the_registered_policies_and_the_targets():
        policy=st.sampled_from(["modified_triangular2", "exp_range", "time_decay"]))
 def test_a_schedule_twin_gives_the_same_learning_rate_at_every_step(
         epochs, step_size_epochs, reset_cycles, steps_per_epoch, policy):
-    """schedule_twin decides from the config alone; the schedules themselves agree."""
+    """same_schedule_as decides from the config alone; the schedules themselves agree."""
     settings_ = {**PAPER_SETTINGS, "epochs": epochs, "step_size_epochs": step_size_epochs,
                  "reset_cycles": reset_cycles, "gamma": 1.0, "decay": 0.0}
-    twin = schedule_twin(policy, settings_)
+    twin = REGISTRY[policy].same_schedule_as(settings_)
     assert twin is not None or policy == "modified_triangular2"
     steps = epochs * steps_per_epoch
     ours = schedule_values(make_schedule(policy, **schedule_params(
@@ -438,6 +439,6 @@ def test_modified_triangular2_is_triangular2_until_its_halving_restarts():
                 assert halving_never_restarts(epochs, step_size_epochs, reset_cycles) == (
                     not restarts_somewhere), (epochs, step_size_epochs, reset_cycles)
     # The paper's grid: 10 and 12 epochs at a step size of 2 epochs are triangular2; 30 are not.
-    assert schedule_twin("modified_triangular2", {**PAPER_SETTINGS, "epochs": 12}) == "triangular2"
-    assert schedule_twin("modified_triangular2", {**PAPER_SETTINGS, "epochs": 13}) is None
-    assert schedule_twin("exp_range", PAPER_SETTINGS) is None
+    assert ModifiedTriangular2.same_schedule_as({**PAPER_SETTINGS, "epochs": 12}) == "triangular2"
+    assert ModifiedTriangular2.same_schedule_as({**PAPER_SETTINGS, "epochs": 13}) is None
+    assert ExpRange.same_schedule_as(PAPER_SETTINGS) is None

@@ -11,6 +11,7 @@ import pytest
 from snakemake.utils import validate
 from tiny_data import write_tiny_target
 
+from workflow_scripts.configuration import computation_settings
 from workflow_scripts.labels import DISEASES, MULTILABEL
 from workflow_scripts.runs import FILES, HISTORY_COLUMNS, MODEL_FILE
 from workflow_scripts.train import train_run
@@ -48,7 +49,8 @@ def tiny_run(tmp_path, arch, policy, epochs=2, target="Effusion", head="paper",
         metrics={"bootstrap_samples": 200})
     return train_run(split=split, cache_images=images, cache_index=index,
                      checkpoint_dir=tmp_path / "checkpoint", arch=arch, policy=policy, seed=0,
-                     settings=config["train"], model_settings=config["model"],
+                     settings=computation_settings(config["train"]),
+                     model_settings=config["model"],
                      metrics_settings=config["metrics"], image_size=32, threads=1,
                      target=target)
 

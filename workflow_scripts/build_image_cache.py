@@ -82,7 +82,6 @@ class Decoded:
         self.failures += other.failures
         self.converted += other.converted
         self.archive_names.update(other.archive_names)
-        return self
 
 
 def decode_into(array, row, data, size, done, where):
@@ -154,8 +153,9 @@ def decode_in_parallel(tasks, workers):
 
 
 def images_in_splits(split_paths):
-    names = pd.concat([pd.read_parquet(path, columns=["image_index"]) for path in split_paths])
-    return np.sort(names["image_index"].unique())
+    """Per split file (named as its target): the distinct images it needs."""
+    return {Path(path).stem: pd.read_parquet(path, columns=["image_index"])["image_index"].unique()
+            for path in split_paths}
 
 
 def build_cache(names, root, size, array_path, index_path, workers=1, skip_unreadable=False):
@@ -237,25 +237,23 @@ def check_missing(missing, root, skip_unreadable):
         )
 
 
-def data_check(stats, split_paths, index_path, size, workers):
+def data_check(stats, needed, index_path, size, workers):
     """The contents of summary.json: the builder's numbers, and per split (target) the
-    images it needs and how many of them are in the cache."""
+    images it needs (`images_in_splits`) and how many of them are in the cache."""
     cached = pd.read_parquet(index_path, columns=["image_index"])["image_index"].to_numpy()
-    splits = {}
-    for path in split_paths:
-        needed = pd.read_parquet(path, columns=["image_index"])["image_index"].unique()
-        splits[Path(path).stem] = {"needed": len(needed),
-                                   "cached": int(np.isin(needed, cached).sum())}
+    splits = {split: {"needed": len(names), "cached": int(np.isin(names, cached).sum())}
+              for split, names in needed.items()}
     return {"image_size": size, "workers": workers, **stats, "splits": splits}
 
 
 def main(snakemake):
     size, workers = int(snakemake.wildcards.size), snakemake.threads
-    names = images_in_splits(snakemake.input.splits)
+    needed = images_in_splits(snakemake.input.splits)
+    names = np.unique(np.concatenate(list(needed.values())))
     stats = build_cache(names, snakemake.input.images, size, snakemake.output.images,
                         snakemake.output.index, workers=workers,
                         skip_unreadable=snakemake.params.skip_unreadable)
-    summary = data_check(stats, snakemake.input.splits, snakemake.output.index, size, workers)
+    summary = data_check(stats, needed, snakemake.output.index, size, workers)
     with atomic_path(snakemake.output.summary) as temporary:
         temporary.write_text(json.dumps(summary, indent=2) + "\n")
     log.info("data check: the splits need %d images; found %d as PNG files and %d in %d "

@@ -32,8 +32,9 @@ def resolve(mode, has_gpu):
     return has_gpu if mode == "auto" else mode == "on"
 
 
-def configure(settings, threads, seed):
-    """Apply train settings (mixed_precision, xla, deterministic, gpus) and return the Device."""
+def configure(settings, threads, gpus, seed):
+    """Apply train settings (mixed_precision, xla, deterministic) for a job of `threads` and
+    `gpus` (train.gpus), and return the Device."""
     visible = tf.config.list_physical_devices("GPU")
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -45,13 +46,12 @@ def configure(settings, threads, seed):
         # job calls this first.
         log.warning("TensorFlow is already initialized: thread and GPU-memory settings of "
                     "this process stay as they are")
-    requested = settings["gpus"]
     if not visible:
         log.warning("no GPU visible: training on the CPU with %d thread(s)", threads)
-    elif len(visible) < requested:
-        log.warning("train.gpus is %d but %d GPU(s) are visible; using those", requested,
+    elif len(visible) < gpus:
+        log.warning("train.gpus is %d but %d GPU(s) are visible; using those", gpus,
                     len(visible))
-    used = min(requested, len(visible))
+    used = min(gpus, len(visible))
     keras.utils.set_random_seed(seed)
     if settings["deterministic"]:
         tf.config.experimental.enable_op_determinism()

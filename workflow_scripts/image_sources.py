@@ -29,9 +29,9 @@ class ArchiveError(Exception):
     """An archive that ends early or holds corrupt data. `member` is the file name of the
     PNG being read when it stopped, None if it stopped between members."""
 
-    def __init__(self, archive, position, member, reason):
+    def __init__(self, position, member, reason):
         super().__init__(f"truncated or corrupt at {position} ({reason})")
-        self.archive, self.member = archive, member
+        self.member = member
 
 
 def find_images(root):
@@ -109,8 +109,8 @@ def png_members(archive, wanted):
                         yield name, tar.extractfile(member).read() if name in wanted else None
                     position, name = f"the member after {member.name}", None
         except tarfile.TarError as error:
-            raise ArchiveError(archive, position, name, stream.damage or error) from error
+            raise ArchiveError(position, name, stream.damage or error) from error
         while stream.read(READ_SIZE):
             pass
         if stream.damage is not None:
-            raise ArchiveError(archive, position, name, stream.damage) from stream.damage
+            raise ArchiveError(position, name, stream.damage) from stream.damage

@@ -142,32 +142,30 @@ def window_half_width(lrs, decades):
     return max(1, round(decades * rows_per_decade / 2))
 
 
-def centred_average(values, half_width):
-    """Mean over rows i - half_width .. i + half_width, truncated at the ends."""
-    return (pd.Series(values).rolling(2 * half_width + 1, center=True, min_periods=1)
-            .mean().to_numpy())
+def centred_data_loss(usable, decades):
+    """The usable rows' data loss averaged over a centred window `decades` of learning rate
+    wide (`window_half_width` rows on each side), truncated at the ends."""
+    half = window_half_width(usable["lr"].to_numpy(np.float64), decades)
+    return (pd.Series(usable["data_loss"].to_numpy(np.float64))
+            .rolling(2 * half + 1, center=True, min_periods=1).mean().to_numpy())
 
 
 def smoothed_data_loss(curve, decades):
     """The centred average of the usable rows' data loss (NaN on the other rows)."""
     usable = usable_rows(curve)
-    lrs = usable["lr"].to_numpy(dtype=np.float64)
-    half = window_half_width(lrs, decades)
     smoothed = pd.Series(np.nan, index=curve.index)
-    smoothed[usable.index] = centred_average(usable["data_loss"].to_numpy(np.float64), half)
+    smoothed[usable.index] = centred_data_loss(usable, decades)
     return smoothed.to_numpy()
 
 
 def pick(curve, rule, settings=CheckSettings()):
     """The row that `rule` picks: (usable rows, their smoothed data loss, index into them)."""
     usable = usable_rows(curve)
-    lrs = usable["lr"].to_numpy(dtype=np.float64)
-    smoothed = centred_average(usable["data_loss"].to_numpy(np.float64),
-                               window_half_width(lrs, settings.smoothing_decades))
+    smoothed = centred_data_loss(usable, settings.smoothing_decades)
     if rule == "min_loss":
         index = int(np.argmin(smoothed))
     elif rule == "steepest":
-        index = steepest_fall(smoothed, np.log(lrs))
+        index = steepest_fall(smoothed, np.log(usable["lr"].to_numpy(np.float64)))
     else:
         start, end = longest_decreasing_stretch(smoothed)
         index = (start + end) // 2

@@ -34,7 +34,7 @@ from scipy.special import xlogy
 from workflow_scripts import device as device_settings
 from workflow_scripts import lr_bounds
 from workflow_scripts.input_pipeline import load_target, steps_per_epoch, training_dataset
-from workflow_scripts.models import compile_model, make_optimizer, nested_layers, new_model
+from workflow_scripts.models import nested_layers, new_model
 from workflow_scripts.report_figures import lr_finder as lr_finder_figure
 from workflow_scripts.stage import InputError, log, run
 
@@ -156,20 +156,18 @@ def find_lr(model, dataset, *, num_steps, min_lr=1e-7, max_lr=1.0, beta=0.98, st
 
 
 def run_range_test(*, split, cache_images, cache_index, arch, settings, finder, model_settings,
-                   image_size, threads=1, target="target", seed=0):
+                   image_size, threads=1, gpus=1, target="target", seed=0):
     """The LR range test of one target x architecture on its training split.
 
     The model, optimizer and augmented input are the ones training uses; the learning rate
     is swept instead of scheduled.
     """
-    device = device_settings.configure(settings, threads, seed)
+    device = device_settings.configure(settings, threads, gpus, seed)
     images, parts = load_target(split, cache_images, cache_index, target)
     train = parts["train"]
     with device.strategy.scope():
         model = new_model(arch, image_size, model_settings, settings, seed, device.xla,
-                          outputs=train.labels.shape[1])
-        compile_model(model, make_optimizer(settings, float(finder["min_lr"])), device.xla,
-                      data_loss=True)
+                          train.labels.shape[1], float(finder["min_lr"]), data_loss=True)
     steps = steps_per_epoch(train, settings["batch_size"], target)
     num_steps = max(3, round(finder["epochs"] * steps))
     dataset = training_dataset(images, train, settings["batch_size"], seed, 0,
@@ -217,10 +215,10 @@ def main(snakemake):
     checks = lr_bounds.CheckSettings.from_config(finder)
     result = run_range_test(
         split=snakemake.input.split, cache_images=snakemake.input.cache_images,
-        cache_index=snakemake.input.cache_index, arch=arch,
-        settings={**snakemake.params.settings, "gpus": snakemake.resources.gpu},
+        cache_index=snakemake.input.cache_index, arch=arch, settings=snakemake.params.settings,
         finder=finder, model_settings=snakemake.params.model,
-        image_size=snakemake.params.image_size, threads=snakemake.threads, target=target)
+        image_size=snakemake.params.image_size, threads=snakemake.threads,
+        gpus=snakemake.resources.gpu, target=target)
     curve, summary, choice = summarize(result, finder, checks)
     summary = {"target": target, "arch": arch, **summary}
     log.info("%s %s: %s", target, arch, result.stop_reason)

@@ -23,17 +23,14 @@ from workflow_scripts.weights import find_weights, weight_file
 PAPER_HEAD_UNITS = (250, 50, 10, 2)
 
 
-def to_rgb_in(backbone_scaling):
-    """Gray [0, 255] -> three channels scaled as the backbone was trained."""
-    def block(x):
-        x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
-        if backbone_scaling == "tf":  # MobileNet: [-1, 1]
-            return layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(x)
-        # DenseNet ('torch' mode): ImageNet mean and std per channel.
-        mean = [0.485 * 255, 0.456 * 255, 0.406 * 255]
-        variance = [(0.229 * 255) ** 2, (0.224 * 255) ** 2, (0.225 * 255) ** 2]
-        return layers.Normalization(mean=mean, variance=variance, name="scale")(x)
-    return block
+def imagenet_scaling(backbone_scaling):
+    """The layer that scales RGB [0, 255] as the backbone was trained."""
+    if backbone_scaling == "tf":  # MobileNet: [-1, 1]
+        return layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")
+    # DenseNet ('torch' mode): ImageNet mean and std per channel.
+    mean = [0.485 * 255, 0.456 * 255, 0.406 * 255]
+    variance = [(0.229 * 255) ** 2, (0.224 * 255) ** 2, (0.225 * 255) ** 2]
+    return layers.Normalization(mean=mean, variance=variance, name="scale")
 
 
 def mobilenet_backbone(size, alpha, weights):
@@ -148,14 +145,14 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
         # float32 even under mixed precision: pixel coordinates need more than bfloat16's bits.
         x = PaperAugmentation(**augmentation, seed=seed, xla_compatible=xla, dtype="float32",
                               name="augmentation")(x)
+    x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
     if arch == "mobilenet":
-        x = to_rgb_in("tf")(x)
+        x = imagenet_scaling("tf")(x)
         x = mobilenet_backbone(image_size, mobilenet_alpha, pretrained)(x)
     elif arch == "densenet121":
-        x = to_rgb_in("torch")(x)
+        x = imagenet_scaling("torch")(x)
         x = densenet121_backbone(image_size, pretrained)(x)
     else:
-        x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
         x = layers.Rescaling(1 / 255, name="scale")(x)
         x = alexnet_backbone(image_size)(x)
     x = paper_head(x, dropout) if head == "paper" else simple_head(x, dropout)
@@ -193,9 +190,11 @@ def compile_model(model, optimizer, jit_compile, data_loss=False):
     return model
 
 
-def new_model(arch, image_size, model_settings, train_settings, seed, xla, outputs=1):
-    """`build_model` from the config's model and train settings (the target's)."""
-    return build_model(
+def new_model(arch, image_size, model_settings, train_settings, seed, xla, outputs,
+              learning_rate, data_loss=False):
+    """`build_model` from the config's model and train settings (the target's), compiled with
+    the configured optimizer at `learning_rate` (a number or a schedule)."""
+    model = build_model(
         arch, image_size,
         head=model_settings["head"],
         dropout=model_settings["dropout"],
@@ -208,3 +207,4 @@ def new_model(arch, image_size, model_settings, train_settings, seed, xla, outpu
         seed=seed,
         outputs=outputs,
     )
+    return compile_model(model, make_optimizer(train_settings, learning_rate), xla, data_loss)

@@ -16,7 +16,6 @@ only Python loop runs over the few hundred distinct label sets.
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from workflow_scripts.labels import DISEASES, LABELS, NO_FINDING
-from workflow_scripts.stage import InputError, log, run
+from workflow_scripts.stage import InputError, atomic_path, log, run
 
 # Header fields as a CSV reader splits them, and the column each becomes.
 FIELDS = {
@@ -250,19 +249,11 @@ def label_counts(table):
 
 def write_outputs(table, summary, labels_path, counts_path, summary_path):
     """Write the three outputs through temporary names so a failure leaves none half-written."""
-    targets = [Path(labels_path), Path(counts_path), Path(summary_path)]
-    temporary = [path.with_name(f".{path.name}.tmp") for path in targets]
-    for path in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        table.to_parquet(temporary[0], index=False)
-        label_counts(table).to_csv(temporary[1], index=False)
-        temporary[2].write_text(json.dumps(summary, indent=2) + "\n")
-        for source, destination in zip(temporary, targets, strict=True):
-            os.replace(source, destination)
-    finally:
-        for path in temporary:
-            path.unlink(missing_ok=True)
+    with (atomic_path(labels_path) as labels, atomic_path(counts_path) as counts,
+          atomic_path(summary_path) as summary_file):
+        table.to_parquet(labels, index=False)
+        label_counts(table).to_csv(counts, index=False)
+        summary_file.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def main(snakemake):

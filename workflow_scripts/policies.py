@@ -65,7 +65,7 @@ class Policy(ABC):
     @classmethod
     def same_schedule_as(cls, settings):
         """The policy that gives this one's learning rate at every step of any run with
-        these training settings, or None."""
+        these training `settings` (config `train` with the target's overrides), or None."""
         return None
 
 
@@ -257,18 +257,14 @@ def cosine_anneal(start, end, fraction, ops):
 POLICIES = tuple(REGISTRY)
 
 
-def policy_class(policy):
-    return REGISTRY[policy]
-
-
 def lr_bounds(policy):
     """The LR-finder bounds `policy` needs: none, ('max_lr',) or ('base_lr', 'max_lr')."""
-    return policy_class(policy).bounds
+    return REGISTRY[policy].bounds
 
 
 def parameters(policy):
     """(required, optional) parameter names of `policy`."""
-    signature = inspect.signature(policy_class(policy).__init__)
+    signature = inspect.signature(REGISTRY[policy].__init__)
     found = [p for p in signature.parameters.values() if p.name != "self"]
     required = tuple(p.name for p in found if p.default is inspect.Parameter.empty)
     optional = tuple(p.name for p in found if p.default is not inspect.Parameter.empty)
@@ -282,21 +278,9 @@ def extra_parameters(policy):
     return tuple(name for name in required + optional if name not in plain)
 
 
-def build_policy(policy, **params):
-    """The policy object built from its parameters (as `schedule_params` picks them)."""
-    return policy_class(policy)(**params)
-
-
-def schedule_twin(policy, settings):
-    """The policy that gives `policy`'s learning rate at every step of any run with these
-    training `settings` (config `train` with the target's overrides), or None."""
-    return policy_class(policy).same_schedule_as(settings)
-
-
 def cycles_started(epochs, step_size_epochs, steps_per_epoch):
-    """The CLR cycle of a run's last optimizer step (cycles are counted from 1), with the
-    step size that `steps_from_epochs` computes."""
-    step_size = max(1, math.floor(step_size_epochs * steps_per_epoch + 0.5))
+    """The CLR cycle of a run's last optimizer step (cycles are counted from 1)."""
+    step_size = steps_from_epochs(step_size_epochs, steps_per_epoch)
     return math.floor(1 + (epochs * steps_per_epoch - 1) / (2 * step_size))
 
 
@@ -332,19 +316,16 @@ def steps_from_epochs(step_size_epochs, steps_per_epoch):
 # Parameters that are not training settings of the same name: the step size is set in
 # epochs, the total steps follow from the run's length.
 SETTING_OF = {"step_size": "step_size_epochs", "total_steps": None}
-# The flat training settings that `schedule_params` reads.
-SCHEDULE_SETTINGS = tuple(dict.fromkeys(
-    SETTING_OF.get(name, name) for policy in POLICIES for names in parameters(policy)
-    for name in names if SETTING_OF.get(name, name)))
 
 
 def schedule_params(policy, settings, steps_per_epoch, total_epochs):
     """The keyword arguments of `policy` picked from flat training `settings`.
 
-    Keys in `SCHEDULE_SETTINGS` are read, others (epochs, batch_size, optimizer, ...) are
-    left to other stages, and a value of None counts as absent. `step_size_epochs` becomes
-    `step_size` through `steps_from_epochs`; `total_steps = steps_per_epoch * total_epochs`.
-    A setting the policy needs but `settings` lacks is an error naming that key.
+    The settings named as its parameters (see `SETTING_OF`) are read, others (epochs,
+    batch_size, optimizer, ...) are left to other stages, and a value of None counts as
+    absent. `step_size_epochs` becomes `step_size` through `steps_from_epochs`;
+    `total_steps = steps_per_epoch * total_epochs`. A setting the policy needs but `settings`
+    lacks is an error naming that key.
     """
     required, optional = parameters(policy)
     params = {}

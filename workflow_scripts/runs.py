@@ -24,10 +24,9 @@ import pyarrow.parquet as pq
 from workflow_scripts.labels import label_columns
 from workflow_scripts.stage import InputError, atomic_path
 
-RESULTS = "results"
 RUN = "results/runs/{target}/{arch}/{policy}/seed{seed}"
 RUNS_ROOT = RUN.split("/{")[0]
-CHECKPOINTS_ROOT = f"{RESULTS}/checkpoints"
+CHECKPOINTS_ROOT = "results/checkpoints"
 FILES = {"history": "history.csv", "lr": "lr.csv", "predictions": "predictions.parquet",
          "metrics": "metrics.json"}
 MODEL_FILE = "model.keras"
@@ -76,12 +75,6 @@ def output_files(save_model):
     if save_model:
         files["model"] = f"{RUN}/{MODEL_FILE}"
     return files
-
-
-def run_folder(target, arch, policy, seed, results=RESULTS):
-    """One run's folder; below another results folder than the workflow's if given."""
-    path = RUN.format(target=target, arch=arch, policy=policy, seed=seed)
-    return Path(results) / Path(path).relative_to(RESULTS)
 
 
 def checkpoint_folder(run_folder):

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from workflow_scripts.policies import build_policy
+from workflow_scripts.policies import REGISTRY
 
 
 @keras.saving.register_keras_serializable(package="clr")
@@ -19,7 +19,7 @@ class PolicySchedule(keras.optimizers.schedules.LearningRateSchedule):
     """The learning rate of `policy` (a name in `policies.POLICIES`) built from `params`."""
 
     def __init__(self, policy, **params):
-        self.policy = build_policy(policy, **params)
+        self.policy = REGISTRY[policy](**params)
 
     def __call__(self, step):
         return self.policy(ops.cast(step, "float32"), ops)

@@ -28,7 +28,7 @@ class InputError(ValueError):
     """Bad input the user can fix; the message names the file, row or key and the fix."""
 
 
-def setup_logging(log_path=None, level=logging.INFO):
+def setup_logging(log_path=None):
     """Log to stderr and to `log_path`, after the earlier attempts and a header line."""
     handlers = [logging.StreamHandler(sys.stderr)]
     if log_path:
@@ -41,7 +41,7 @@ def setup_logging(log_path=None, level=logging.INFO):
             handlers.append(logging.FileHandler(path, mode="a"))
         attempt = earlier.count(ATTEMPT_HEADER) + 1
     logging.basicConfig(
-        level=level,
+        level=logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%Y-%m-%d %H:%M:%S",
         handlers=handlers,

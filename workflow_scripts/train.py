@@ -29,7 +29,6 @@ import pandas as pd
 
 from workflow_scripts import device as device_settings
 from workflow_scripts.checkpoint import Checkpoint, restore_random_streams
-from workflow_scripts.configuration import computation_settings
 from workflow_scripts.input_pipeline import (
     evaluation_dataset,
     load_target,
@@ -38,7 +37,7 @@ from workflow_scripts.input_pipeline import (
 )
 from workflow_scripts.labels import MULTILABEL, label_columns
 from workflow_scripts.metrics import epochs_to_target, summarize_multilabel, summarize_predictions
-from workflow_scripts.models import compile_model, make_optimizer, new_model
+from workflow_scripts.models import new_model
 from workflow_scripts.policies import lr_bounds, schedule_params
 from workflow_scripts.runs import HISTORY_COLUMNS, prediction_frame, write_run
 from workflow_scripts.schedules import make_schedule, schedule_values
@@ -64,7 +63,7 @@ def with_lr_finder_bounds(policy, settings, lr_finder_path):
     for name in needed:
         if filled.get(name) is None:
             filled[name] = float(found[name])
-    if policy != "one_cycle" and filled["base_lr"] >= filled["max_lr"]:
+    if "base_lr" in needed and filled["base_lr"] >= filled["max_lr"]:
         raise InputError(f"{lr_finder_path}: base_lr {filled['base_lr']} is not below max_lr "
                          f"{filled['max_lr']}; set train.base_lr/max_lr explicitly.")
     return filled
@@ -166,13 +165,13 @@ def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy,
               threads=1, gpus=1, target="target"):
     """Train (or resume) one run and evaluate it on the test split.
 
-    `settings` are the train settings; of the job's resources in there (see
-    configuration.JOB_SETTINGS) only `threads` and `gpus`, given apart, are used.
+    `settings` are the train settings that decide what the run computes (see
+    configuration.computation_settings); the job's `threads` and `gpus` are given apart.
     Returns a RunResult, or None when a SIGTERM stopped the run (its checkpoint is kept for
     the retry).
     """
-    device = device_settings.configure({**settings, "gpus": gpus}, threads, seed)
-    settings = with_lr_finder_bounds(policy, computation_settings(settings), lr_finder)
+    device = device_settings.configure(settings, threads, gpus, seed)
+    settings = with_lr_finder_bounds(policy, settings, lr_finder)
     images, parts = load_target(split, cache_images, cache_index, target)
     train, val, test = parts["train"], parts["val"], parts["test"]
     batch_size, epochs = settings["batch_size"], settings["epochs"]
@@ -201,8 +200,7 @@ def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy,
         else:
             history, seconds = [], 0.0
             model = new_model(arch, image_size, model_settings, settings, seed, device.xla,
-                              outputs=train.labels.shape[1])
-            compile_model(model, make_optimizer(settings, schedule), device.xla)
+                              train.labels.shape[1], schedule)
 
     recorder = EpochRecorder(checkpoint, history, seconds, schedule, epochs)
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: request_stop(recorder))

@@ -227,11 +227,10 @@ def draw_pleural_thickening(chest, s, site, rng):
     for side in lesion_sides(site, bilateral=0.4):
         lung = chest.lungs[side]
         width = (0.01 + 0.05 * s) * (1.0 + 0.35 * np.sin(lung.vn * site.uniform(8, 14)))
-        outer = a.lung_outer[side] if not apical else a.apex_t + 0.1
         if apical:
             rim = ramp(0.12 + 2 * width - lung.vn, chest.edge * 2)
         else:
-            rim = ramp(lung.t - (outer - width), chest.edge * 2) * ramp(
+            rim = ramp(lung.t - (a.lung_outer[side] - width), chest.edge * 2) * ramp(
                 lung.vn - 0.15, 0.1) * ramp(0.9 - lung.vn, 0.1)
         chest.opacity += (0.4 + 0.5 * s) * rim * lung.side()
 

@@ -206,11 +206,10 @@ def draw_mass(chest, s, site, rng):
     _, center = lesion_in_lung(chest, site, vn_range=(0.15, 0.65), across_range=(0.25, 0.75))
     radius = site.uniform(0.085, 0.15) * (0.5 + 0.7 * s)
     phases = site.uniform(0, 2 * math.pi, 2)
-    du, dv = chest.u - center[0], chest.v - center[1]
-    angle = np.arctan2(dv, du)
+    angle = np.arctan2(chest.v - center[1], chest.u - center[0])
     outline = radius * (1.0 + 0.12 * np.cos(3 * angle + phases[0])
                         + 0.07 * np.cos(5 * angle + phases[1]))
-    mass = ramp(outline - np.sqrt(du * du + dv * dv), 2 * chest.edge)
+    mass = disc(chest.u, chest.v, center, outline, 2 * chest.edge)
     chest.opacity += (0.15 + 0.8 * s) * mass
 
 

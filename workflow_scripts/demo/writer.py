@@ -29,8 +29,7 @@ PNG_COMPRESSION = 1  # higher levels are slower and barely smaller on noisy film
 CHUNK = 50  # images per worker task
 
 
-def make_demo_dataset(out_dir, *, n_images=3000, png_size=256, seed=0, rgba_fraction=0.005,
-                      workers=1):
+def make_demo_dataset(out_dir, *, n_images, png_size, seed, rgba_fraction, workers=1):
     """Write a ChestX-ray14-shaped dataset of `n_images` images into `out_dir`.
 
     Writes `Data_Entry_2017_v2020.csv`, `images_001/images/<patient>_<follow-up>.png`

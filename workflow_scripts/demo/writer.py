@@ -34,11 +34,10 @@ def make_demo_dataset(out_dir, *, n_images, png_size, seed, rgba_fraction, worke
 
     Writes `Data_Entry_2017_v2020.csv`, `images_001/images/<patient>_<follow-up>.png`
     (`png_size` square, 8-bit gray; round(`rgba_fraction` x `n_images`) of them RGBA),
-    `train_val_list.txt` and `test_list.txt` (disjoint by patient, ~23% of images in test).
-    Earlier outputs are removed first; the images are written into a temporary folder that
-    replaces `images_001` when complete, and the CSV is written last, so an interrupted run
-    leaves no CSV behind. Returns counts: images, patients, label sets, test/train_val
-    images, RGBA images, images whose drawn findings differ from their labels, and seconds.
+    `train_val_list.txt` and `test_list.txt` (disjoint by patient, ~23% of images in test),
+    atomically as the module says, after removing earlier outputs. Returns counts: images,
+    patients, label sets, test/train_val images, RGBA images, images whose drawn findings
+    differ from their labels, and seconds.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)

@@ -29,7 +29,7 @@ class ImageSpec:
     sex: str  # M or F
     age: int
     findings: tuple[str, ...]  # what the image shows (the labels, but for label noise)
-    rgba: bool = False
+    rgba: bool
 
 
 def render_radiograph(spec, *, seed, size):

@@ -75,12 +75,9 @@ def image_list(names):
 
 
 def image_specs(metadata):
-    return [ImageSpec(number, name, int(patient), view, sex, int(age), tuple(findings),
-                      bool(rgba))
-            for number, (name, patient, view, sex, age, findings, rgba) in enumerate(zip(
-                metadata["image_index"], metadata["patient_id"], metadata["view"],
-                metadata["sex"], metadata["age"], metadata["drawn_findings"], metadata["rgba"],
-                strict=True))]
+    return [ImageSpec(number, row.image_index, int(row.patient_id), row.view, row.sex,
+                      int(row.age), tuple(row.drawn_findings), bool(row.rgba))
+            for number, row in enumerate(metadata.itertuples())]
 
 
 def write_images(metadata, out_dir, *, seed, size, workers):

@@ -42,6 +42,12 @@ def dataset(tmp_path_factory):
     return folder, summary
 
 
+def small_dataset(folder, seed, n_images=200, workers=1):
+    """A dataset of 32 px images with the schema's default share of RGBA images."""
+    return make_demo_dataset(folder, n_images=n_images, png_size=32, seed=seed,
+                             rgba_fraction=0.005, workers=workers)
+
+
 def rows_of(folder):
     lines = (folder / "Data_Entry_2017_v2020.csv").read_text().splitlines()
     return lines[0], [line.split(",") for line in lines[1:]]
@@ -221,26 +227,24 @@ def test_a_few_percent_of_images_show_other_findings_than_their_labels():
 def test_same_seed_gives_identical_bytes_for_any_number_of_workers(tmp_path):
     outputs = []
     for workers in (1, 2):
-        make_demo_dataset(tmp_path / f"w{workers}", n_images=200, png_size=32, seed=5,
-                               workers=workers)
+        small_dataset(tmp_path / f"w{workers}", seed=5, workers=workers)
         outputs.append(all_files(tmp_path / f"w{workers}"))
     assert len(outputs[0]) == 203
     assert outputs[0] == outputs[1]
 
 
 def test_a_rerun_replaces_the_dataset_identically(tmp_path):
-    first = make_demo_dataset(tmp_path, n_images=220, png_size=32, seed=8)
+    first = small_dataset(tmp_path, seed=8, n_images=220)
     before = all_files(tmp_path)
-    make_demo_dataset(tmp_path, n_images=200, png_size=32, seed=9)
+    small_dataset(tmp_path, seed=9)
     assert all_files(tmp_path) != before
-    assert make_demo_dataset(tmp_path, n_images=220, png_size=32, seed=8)["n_images"] == \
-        first["n_images"]
+    assert small_dataset(tmp_path, seed=8, n_images=220)["n_images"] == first["n_images"]
     assert all_files(tmp_path) == before, "no stale image of the 200-image run survives"
 
 
 def test_a_different_seed_gives_a_different_dataset(tmp_path):
     for seed in (5, 6):
-        make_demo_dataset(tmp_path / str(seed), n_images=200, png_size=32, seed=seed)
+        small_dataset(tmp_path / str(seed), seed=seed)
     csv = [(tmp_path / str(seed) / "Data_Entry_2017_v2020.csv").read_text() for seed in (5, 6)]
     assert csv[0] != csv[1]
     image = [(tmp_path / str(seed) / "images_001" / "images" / "00000001_000.png").read_bytes()
@@ -249,7 +253,7 @@ def test_a_different_seed_gives_a_different_dataset(tmp_path):
 
 
 def test_an_interrupted_run_leaves_no_csv(tmp_path, monkeypatch):
-    make_demo_dataset(tmp_path, n_images=200, png_size=32, seed=1)
+    small_dataset(tmp_path, seed=1)
     calls = []
 
     def failing_render(spec, *, seed, size):
@@ -260,7 +264,7 @@ def test_an_interrupted_run_leaves_no_csv(tmp_path, monkeypatch):
 
     monkeypatch.setattr(writer, "render_radiograph", failing_render)
     with pytest.raises(KeyboardInterrupt):
-        make_demo_dataset(tmp_path, n_images=200, png_size=32, seed=2)
+        small_dataset(tmp_path, seed=2)
     assert not (tmp_path / "Data_Entry_2017_v2020.csv").exists()
     assert not (tmp_path / "test_list.txt").exists()
     assert not (tmp_path / ".images_001.partial").exists()

@@ -14,8 +14,7 @@ def main(snakemake):
     """Rule `demo_dataset`: params.demo holds the keyword arguments of `make_demo_dataset`
     (n_images, png_size, seed, rgba_fraction); the CSV's folder is the dataset's folder."""
     out_dir = Path(snakemake.output.metadata).parent
-    summary = make_demo_dataset(out_dir, workers=max(1, int(snakemake.threads)),
-                                **snakemake.params.demo)
+    summary = make_demo_dataset(out_dir, workers=snakemake.threads, **snakemake.params.demo)
     log.info("demo dataset in %s: %d images of %d patients, %d label sets, %d 'No Finding'",
              out_dir, summary["n_images"], summary["n_patients"], summary["n_label_sets"],
              summary["n_no_finding"])

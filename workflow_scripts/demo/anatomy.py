@@ -142,7 +142,7 @@ def lung_point(a, side, vn, across):
     return a.midline + SIDE_SIGN[side] * t, lung_level(a, side, vn)
 
 
-def point_in_lung(a, side, rng, vn_range=(0.15, 0.75), across_range=(0.15, 0.85)):
+def point_in_lung(a, side, rng, vn_range, across_range=(0.15, 0.85)):
     """A random (u, v) inside the lung on `side`, between the given lung coordinates."""
     return lung_point(a, side, rng.uniform(*vn_range), rng.uniform(*across_range))
 

@@ -82,11 +82,17 @@ def lesion_sides(site, bilateral):
     return (int(site.integers(2)),)
 
 
+def lesion_in_lung(chest, site, **ranges):
+    """A lesion's side, drawn at random, and its (u, v) in that lung (`ranges` as for
+    `point_in_lung`)."""
+    side = int(site.integers(2))
+    return side, point_in_lung(chest.anatomy, side, site, **ranges)
+
+
 def draw_atelectasis(chest, s, site, rng):
     """Plate-like linear opacity in a lower zone; with severity, a denser basal wedge."""
-    a = chest.anatomy
-    side = int(site.integers(2))  # the side whose dome `reshaped_by_findings` raised
-    center = point_in_lung(a, side, site, vn_range=(0.55, 0.78), across_range=(0.3, 0.7))
+    # The side is the one whose dome `reshaped_by_findings` raised: the same first draw.
+    side, center = lesion_in_lung(chest, site, vn_range=(0.55, 0.78), across_range=(0.3, 0.7))
     angle = site.uniform(-0.35, 0.35)
     half_length = site.uniform(0.1, 0.18) * (0.8 + 0.4 * s)
     du, dv = half_length * math.cos(angle), half_length * math.sin(angle)
@@ -197,25 +203,20 @@ def draw_infiltration(chest, s, site, rng):
 
 def draw_mass(chest, s, site, rng):
     """A single large round opacity with a lobulated edge."""
-    a = chest.anatomy
-    side = int(site.integers(2))
-    center = point_in_lung(a, side, site, vn_range=(0.15, 0.65), across_range=(0.25, 0.75))
+    _, center = lesion_in_lung(chest, site, vn_range=(0.15, 0.65), across_range=(0.25, 0.75))
     radius = site.uniform(0.085, 0.15) * (0.5 + 0.7 * s)
     phases = site.uniform(0, 2 * math.pi, 2)
-    du, dv = chest.u - center[0], chest.v - center[1]
-    angle = np.arctan2(dv, du)
+    angle = np.arctan2(chest.v - center[1], chest.u - center[0])
     outline = radius * (1.0 + 0.12 * np.cos(3 * angle + phases[0])
                         + 0.07 * np.cos(5 * angle + phases[1]))
-    mass = ramp(outline - np.sqrt(du * du + dv * dv), 2 * chest.edge)
+    mass = disc(chest.u, chest.v, center, outline, 2 * chest.edge)
     chest.opacity += (0.15 + 0.8 * s) * mass
 
 
 def draw_nodule(chest, s, site, rng):
     """One to four small, well-defined round opacities, more often in the upper zones."""
-    a = chest.anatomy
     for _ in range(1 + int(site.choice(4, p=(0.35, 0.3, 0.2, 0.15)))):
-        side = int(site.integers(2))
-        center = point_in_lung(a, side, site, vn_range=(0.1, 0.7))
+        _, center = lesion_in_lung(chest, site, vn_range=(0.1, 0.7))
         radius = site.uniform(0.04, 0.07) * (0.7 + 0.5 * s)
         chest.opacity += (0.2 + 0.85 * s) * disc(chest.u, chest.v, center, radius, chest.edge)
 
@@ -227,20 +228,17 @@ def draw_pleural_thickening(chest, s, site, rng):
     for side in lesion_sides(site, bilateral=0.4):
         lung = chest.lungs[side]
         width = (0.01 + 0.05 * s) * (1.0 + 0.35 * np.sin(lung.vn * site.uniform(8, 14)))
-        outer = a.lung_outer[side] if not apical else a.apex_t + 0.1
         if apical:
             rim = ramp(0.12 + 2 * width - lung.vn, chest.edge * 2)
         else:
-            rim = ramp(lung.t - (outer - width), chest.edge * 2) * ramp(
+            rim = ramp(lung.t - (a.lung_outer[side] - width), chest.edge * 2) * ramp(
                 lung.vn - 0.15, 0.1) * ramp(0.9 - lung.vn, 0.1)
         chest.opacity += (0.4 + 0.5 * s) * rim * lung.side()
 
 
 def draw_pneumonia(chest, s, site, rng):
     """Patchy consolidation: a confluent, ill-defined opacity centred in one lung region."""
-    a = chest.anatomy
-    side = int(site.integers(2))
-    center = point_in_lung(a, side, site, vn_range=(0.3, 0.8), across_range=(0.2, 0.8))
+    side, center = lesion_in_lung(chest, site, vn_range=(0.3, 0.8), across_range=(0.2, 0.8))
     spread = site.uniform(0.12, 0.2) * (0.8 + 0.4 * s)
     du, dv = chest.u - center[0], chest.v - center[1]
     focus = np.exp((du * du + dv * dv) * (-1.0 / (spread * spread)))

@@ -283,13 +283,9 @@ def official_test_patients(metadata, seed):
 
 
 def data_entry_csv(metadata):
-    """The CSV text: HEADER, then 11 comma-separated fields per image, v2020 style."""
-    spacing = [f"{value:.3f}" for value in metadata["pixel_spacing"]]
-    lines = [HEADER] + [
-        f"{name},{labels},{follow_up},{patient},{age},{sex},{view},{width},{height},{s},{s}"
-        for name, labels, follow_up, patient, age, sex, view, width, height, s in zip(
-            metadata["image_index"], metadata["finding_labels"], metadata["follow_up"],
-            metadata["patient_id"], metadata["age"], metadata["sex"], metadata["view"],
-            metadata["width"], metadata["height"], spacing, strict=True)
-    ]
-    return "\n".join(lines) + "\n"
+    """The CSV text: HEADER, then 11 comma-separated fields per image, v2020 style (the pixel
+    spacing twice, for x and y)."""
+    fields = metadata[["image_index", "finding_labels", "follow_up", "patient_id", "age", "sex",
+                       "view", "width", "height", "pixel_spacing", "pixel_spacing"]]
+    return HEADER + "\n" + fields.to_csv(header=False, index=False, float_format="%.3f",
+                                         lineterminator="\n")

@@ -29,7 +29,7 @@ class ImageSpec:
     sex: str  # M or F
     age: int
     findings: tuple[str, ...]  # what the image shows (the labels, but for label noise)
-    rgba: bool = False
+    rgba: bool
 
 
 def render_radiograph(spec, *, seed, size):
@@ -59,10 +59,9 @@ def render_size(size):
 def body_coordinates(size, anatomy, rng):
     """Pixel grid mapped into body coordinates: tilt, shift and scale differ per image."""
     u, v = pixel_grid(size)
-    angle = anatomy.tilt
     scale = rng.uniform(0.9, 1.07)
     shift_u, shift_v = rng.normal(0, 0.04), rng.normal(0.0, 0.04)
-    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    cos, sin = math.cos(anatomy.tilt) / scale, math.sin(anatomy.tilt) / scale
     return (cos * (u - shift_u) + sin * (v - shift_v),
             -sin * (u - shift_u) + cos * (v - shift_v))
 

@@ -29,17 +29,15 @@ PNG_COMPRESSION = 1  # higher levels are slower and barely smaller on noisy film
 CHUNK = 50  # images per worker task
 
 
-def make_demo_dataset(out_dir, *, n_images=3000, png_size=256, seed=0, rgba_fraction=0.005,
-                      workers=1):
+def make_demo_dataset(out_dir, *, n_images, png_size, seed, rgba_fraction, workers=1):
     """Write a ChestX-ray14-shaped dataset of `n_images` images into `out_dir`.
 
     Writes `Data_Entry_2017_v2020.csv`, `images_001/images/<patient>_<follow-up>.png`
     (`png_size` square, 8-bit gray; round(`rgba_fraction` x `n_images`) of them RGBA),
-    `train_val_list.txt` and `test_list.txt` (disjoint by patient, ~23% of images in test).
-    Earlier outputs are removed first; the images are written into a temporary folder that
-    replaces `images_001` when complete, and the CSV is written last, so an interrupted run
-    leaves no CSV behind. Returns counts: images, patients, label sets, test/train_val
-    images, RGBA images, images whose drawn findings differ from their labels, and seconds.
+    `train_val_list.txt` and `test_list.txt` (disjoint by patient, ~23% of images in test),
+    atomically as the module says, after removing earlier outputs. Returns counts: images,
+    patients, label sets, test/train_val images, RGBA images, images whose drawn findings
+    differ from their labels, and seconds.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -64,9 +62,8 @@ def make_demo_dataset(out_dir, *, n_images=3000, png_size=256, seed=0, rgba_frac
         "n_train_val_images": int((~in_test).sum()),
         "n_test_patients": len(test_patients),
         "n_rgba_images": int(metadata["rgba"].sum()),
-        "n_findings_differ_from_labels": sum(
-            drawn != labelled for drawn, labelled in zip(
-                metadata["drawn_findings"], metadata["label_findings"], strict=True)),
+        "n_findings_differ_from_labels": int(
+            (metadata["drawn_findings"] != metadata["label_findings"]).sum()),
         "seconds": round(time.perf_counter() - start, 2),
     }
 
@@ -77,12 +74,9 @@ def image_list(names):
 
 
 def image_specs(metadata):
-    return [ImageSpec(number, name, int(patient), view, sex, int(age), tuple(findings),
-                      bool(rgba))
-            for number, (name, patient, view, sex, age, findings, rgba) in enumerate(zip(
-                metadata["image_index"], metadata["patient_id"], metadata["view"],
-                metadata["sex"], metadata["age"], metadata["drawn_findings"], metadata["rgba"],
-                strict=True))]
+    return [ImageSpec(number, row.image_index, int(row.patient_id), row.view, row.sex,
+                      int(row.age), tuple(row.drawn_findings), bool(row.rgba))
+            for number, row in enumerate(metadata.itertuples())]
 
 
 def write_images(metadata, out_dir, *, seed, size, workers):

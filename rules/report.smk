@@ -53,7 +53,7 @@ rule report_target:
 
 rule report:
     input:
-        label_counts="results/labels/label_counts.csv",
+        label_counts=rules.parse_metadata.output.counts,
         cache_summary=CACHE_SUMMARY,
         target_reports=expand(rules.report_target.output.html, target=TARGETS),
         target_tables=expand(rules.report_target.output.tables, target=TARGETS),

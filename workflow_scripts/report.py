@@ -21,12 +21,11 @@ import pandas as pd
 
 from workflow_scripts import report_figures as figures
 from workflow_scripts.checkpoint import retire_checkpoints
-from workflow_scripts.report_contents import TARGET_TABLES
+from workflow_scripts.report_contents import MIN_SEEDS_TO_JUDGE, TARGET_TABLES
 from workflow_scripts.report_html import render_html
 from workflow_scripts.report_metrics import beyond_auroc_tables
 from workflow_scripts.report_published import approach_cost, published_comparison
 from workflow_scripts.report_tables import (
-    MIN_SEEDS_TO_JUDGE,
     Grid,
     architecture_table,
     auroc_statistics,

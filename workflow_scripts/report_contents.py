@@ -2,6 +2,10 @@
 stages and the rules that declare their files (this module needs nothing heavy, so the
 Snakefile reads it)."""
 
+# Fewer seeds than this make no significance call: the seeds' variance is the larger part of
+# a comparison's noise, and two seeds estimate it with one degree of freedom.
+MIN_SEEDS_TO_JUDGE = 3
+
 # CSV name -> title and what a row is. Tables 2-8 have one row per target or per target x
 # architecture (x policy); the paper's numbers are in the paper_* columns, others' published
 # numbers in the published_* columns.
@@ -35,9 +39,9 @@ TABLES = {
                         "interval over seeds and test patients and its p-value, raw and "
                         "adjusted for multiplicity over every comparison of the target; "
                         "beyond noise = adjusted p-value at most 1 - level, left empty with "
-                        "fewer than 3 seeds. Epochs (median and mean) and device time (mean) "
-                        "until the validation accuracy first matched the baseline's best, over "
-                        "the seeds that got there."),
+                        f"fewer than {MIN_SEEDS_TO_JUDGE} seeds. Epochs (median and mean) and "
+                        "device time (mean) until the validation accuracy first matched the "
+                        "baseline's best, over the seeds that got there."),
     "table8_clr_parameters": ("Table 8. Cyclical learning-rate parameters",
                               "Bounds as the runs used them (from the config or the LR "
                               "finder); step size = half a cycle, in optimizer steps and in "

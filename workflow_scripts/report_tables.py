@@ -35,6 +35,7 @@ from workflow_scripts.metrics import (
     weighted_ranking_statistics,
 )
 from workflow_scripts.policies import extra_parameters, lr_bounds
+from workflow_scripts.report_contents import MIN_SEEDS_TO_JUDGE
 from workflow_scripts.runs import (
     FILES,
     HISTORY_COLUMNS,
@@ -48,9 +49,6 @@ from workflow_scripts.runs import (
 )
 from workflow_scripts.stage import InputError
 
-# Fewer seeds than this make no significance call: the seeds' variance is the larger part of
-# a comparison's noise, and two seeds estimate it with one degree of freedom.
-MIN_SEEDS_TO_JUDGE = 3
 LR_POINTS = 2000  # learning rates kept per run for the schedule figure
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
 

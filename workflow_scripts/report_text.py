@@ -5,8 +5,8 @@ policy won, by how much, whether beyond noise, at what cost), and how the number
 import pandas as pd
 
 from workflow_scripts.metrics import ECE_BINS
+from workflow_scripts.report_contents import MIN_SEEDS_TO_JUDGE
 from workflow_scripts.report_figures import time_label
-from workflow_scripts.report_tables import MIN_SEEDS_TO_JUDGE
 
 
 def number(value, signed=False):

@@ -35,46 +35,28 @@ def predictions(n=400, seed=0, ties=False):
 
 
 @pytest.mark.parametrize("ties", [False, True])
-def test_weighted_aurocs_agree_with_scikit_learn_for_every_run_and_resample(ties):
+@pytest.mark.parametrize(("statistic", "oracle", "tolerance"),
+                         [(0, roc_auc_score, 1e-12), (1, average_precision_score, 1e-9)],
+                         ids=["auroc", "auprc"])
+def test_weighted_ranking_statistics_agree_with_scikit_learn_for_every_run_and_resample(
+        ties, statistic, oracle, tolerance):
     labels, _, patients = predictions(ties=ties)
-    rng = np.random.default_rng(3)
-    scores = rng.random((3, len(labels)))
+    rng = np.random.default_rng(4)
+    scores = rng.random((3, len(labels))) + 0.3 * labels
     if ties:
         scores = np.round(scores, 1)  # many ties
     _, patient_of_image = np.unique(patients, return_inverse=True)
     draws = patient_draws(patient_of_image.max() + 1, 600, seed=1)
     assert [len(block) for block in draws] == [250, 250, 100]
-    ours = weighted_ranking_statistics(labels, scores, patient_of_image, draws)[0]
+    ours = weighted_ranking_statistics(labels, scores, patient_of_image, draws)[statistic]
     counts = np.vstack(draws).astype(np.float64)[:, patient_of_image]
     for run, run_scores in enumerate(scores):
         for resample in range(0, 600, 37):
-            assert ours[run, resample] == pytest.approx(roc_auc_score(
-                labels, run_scores, sample_weight=counts[resample]), abs=1e-12)
+            assert ours[run, resample] == pytest.approx(
+                oracle(labels, run_scores, sample_weight=counts[resample]), abs=tolerance)
     plain = weighted_ranking_statistics(labels, scores, patient_of_image,
-                                        [np.ones((1, counts.shape[1]), np.uint8)])[0]
-    np.testing.assert_allclose(plain[:, 0], [roc_auc_score(labels, s) for s in scores],
-                               rtol=1e-12)
-
-
-@pytest.mark.parametrize("ties", [False, True])
-def test_weighted_average_precisions_agree_with_scikit_learn_for_every_run_and_resample(ties):
-    labels, _, patients = predictions(ties=ties)
-    rng = np.random.default_rng(4)
-    scores = rng.random((3, len(labels))) + 0.3 * labels
-    if ties:
-        scores = np.round(scores, 1)
-    _, patient_of_image = np.unique(patients, return_inverse=True)
-    draws = patient_draws(patient_of_image.max() + 1, 300, seed=2)
-    ours = weighted_ranking_statistics(labels, scores, patient_of_image, draws)[1]
-    counts = np.vstack(draws).astype(np.float64)[:, patient_of_image]
-    for run, run_scores in enumerate(scores):
-        for resample in range(0, 300, 23):
-            assert ours[run, resample] == pytest.approx(average_precision_score(
-                labels, run_scores, sample_weight=counts[resample]), abs=1e-9)
-    plain = weighted_ranking_statistics(labels, scores, np.arange(len(labels)),
-                                        [np.ones((1, len(labels)), np.uint8)])[1]
-    np.testing.assert_allclose(plain[:, 0], [average_precision_score(labels, s)
-                                             for s in scores], rtol=1e-12)
+                                        [np.ones((1, counts.shape[1]), np.uint8)])[statistic]
+    np.testing.assert_allclose(plain[:, 0], [oracle(labels, s) for s in scores], rtol=1e-12)
 
 
 def test_calibration_bins_and_ece_agree_with_scikit_learn():

@@ -17,7 +17,7 @@ import pandas as pd
 import tensorflow as tf
 
 from workflow_scripts.image_cache import load_cache
-from workflow_scripts.labels import label_columns
+from workflow_scripts.labels import SPLITS, label_columns
 from workflow_scripts.stage import InputError, log
 
 
@@ -51,7 +51,7 @@ def load_target(split_path, cache_array_path, cache_index_path, target="target")
                     "left out", target, int((~cached).sum()))
         split = split[cached]
     parts = {}
-    for name in ("train", "val", "test"):
+    for name in SPLITS:
         part = split[split["split"] == name]
         parts[name] = SplitData(
             rows=cache_rows.loc[part["image_index"]].to_numpy(np.int64),

@@ -1,4 +1,4 @@
-"""The ChestX-ray14 label vocabulary and the names of the workflow's targets."""
+"""The ChestX-ray14 label vocabulary and the names of the workflow's targets and splits."""
 
 NO_FINDING = "No Finding"
 
@@ -27,6 +27,9 @@ ANY_DISEASE = "no_finding_vs_any"
 # where the paper trains one binary network per disease.
 MULTILABEL = "multilabel"
 TARGETS = (*DISEASES, ANY_DISEASE, MULTILABEL)
+
+# The values of a split file's `split` column, in the order the split is made.
+SPLITS = ("train", "val", "test")
 
 
 def label_columns(target):

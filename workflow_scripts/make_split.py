@@ -20,10 +20,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.labels import ANY_DISEASE, DISEASES, MULTILABEL, NO_FINDING
+from workflow_scripts.labels import ANY_DISEASE, DISEASES, MULTILABEL, NO_FINDING, SPLITS
 from workflow_scripts.stage import InputError, log, run
-
-SPLITS = ("train", "val", "test")
 
 
 def target_rng(seed, target):

@@ -7,7 +7,7 @@ from workflow_scripts.policies import REGISTRY, lr_bounds
 from workflow_scripts.image_cache import CACHE
 from workflow_scripts.image_cache import FILES as CACHE_FILE_NAMES
 from workflow_scripts.report_contents import TARGET_FIGURES
-from workflow_scripts.runs import RUN, checkpoint_folder, output_files
+from workflow_scripts.runs import RUN, RUN_KEY, checkpoint_folder, output_files
 from workflow_scripts.weights import DEFAULT_DIR, weight_file, weight_url
 
 TARGETS = config["targets"]

@@ -9,9 +9,9 @@ rule train:
     output:
         **output_files(config["train"]["save_model"]),
     log:
-        "logs/train/{target}/{arch}/{policy}/seed{seed}.log",
+        f"logs/train/{RUN_KEY}.log",
     benchmark:
-        "benchmarks/train/{target}/{arch}/{policy}/seed{seed}.tsv"
+        f"benchmarks/train/{RUN_KEY}.tsv"
     params:
         # Not the job's resources: Snakemake reruns a finished job whose params changed.
         settings=lambda wildcards: computation_settings(target_settings(wildcards.target, "train")),

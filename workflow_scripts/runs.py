@@ -24,7 +24,9 @@ import pyarrow.parquet as pq
 from workflow_scripts.labels import label_columns
 from workflow_scripts.stage import InputError, atomic_path
 
-RUN = "results/runs/{target}/{arch}/{policy}/seed{seed}"
+# A run's wildcards as its folder, log and benchmark file name them.
+RUN_KEY = "{target}/{arch}/{policy}/seed{seed}"
+RUN = f"results/runs/{RUN_KEY}"
 RUNS_ROOT = RUN.split("/{")[0]
 CHECKPOINTS_ROOT = "results/checkpoints"
 FILES = {"history": "history.csv", "lr": "lr.csv", "predictions": "predictions.parquet",

@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from workflow_scripts.labels import ANY_DISEASE, DISEASES, MULTILABEL
+from workflow_scripts.report_tables import ordered
 
 PUBLISHED = Path(__file__).with_name("published_results.yaml")
 MEAN = "mean"  # the label of the rows that average over the 14 diseases
@@ -74,12 +75,7 @@ def published_comparison(results, per_label, grid):
         for name, frame in (("binary", binary), ("multilabel", multilabel))),
         on=keys, how="outer")
     table = table.merge(published_frame(with_mean=True), on="label", how="left")
-    rank = {name: {value: i for i, value in enumerate(order)} for name, order in
-            (("arch", grid.architectures), ("policy", grid.policies),
-             ("label", [*DISEASES, MEAN]))}
-    order = np.lexsort([table[name].map(rank[name]).to_numpy() for name in
-                        reversed(rank)]) if not table.empty else []
-    return table.iloc[order].reset_index(drop=True)
+    return ordered(table, grid, label=[*DISEASES, MEAN])
 
 
 def approach_cost(policies, grid):

@@ -425,9 +425,11 @@ def with_paper(table, paper, keys, columns, grid):
     return ordered(table.reindex(columns=columns), grid)
 
 
-def ordered(table, grid):
-    """Rows in the configured order of targets, architectures and policies."""
-    orders = {"target": grid.targets, "arch": grid.architectures, "policy": grid.policies}
+def ordered(table, grid, **more_orders):
+    """Rows in the configured order of targets, architectures and policies, then in the
+    order `more_orders` gives other columns (column name -> its values in order)."""
+    orders = {"target": grid.targets, "arch": grid.architectures, "policy": grid.policies,
+              **more_orders}
     keys = [column for column in orders if column in table.columns]
     if table.empty or not keys:
         return table.reset_index(drop=True)

@@ -3,6 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workflow_scripts import lr_bounds
 from workflow_scripts.lr_bounds import CheckSettings, checked_picks, choose_bounds, pick
@@ -161,3 +163,70 @@ def test_a_sweep_that_ran_to_its_end_has_diverged_if_the_loss_rose_after_its_min
     truncated = curve_of(noisy[x < -1.6], lrs=sweep_lrs()[x < -1.6])
     problems = checked_picks(truncated, stopped_early=False)["valley"].problems
     assert any(p.startswith("the sweep never diverged: after its minimum") for p in problems)
+
+
+def fastai_valley(lrs, losses, num_it):
+    """A line-by-line port of `valley` in fastai/callback/schedule.py (fastai 2.7, the
+    default of `Learner.lr_find`), lists in place of tensors; returns (lr, index)."""
+    n = len(losses)
+    max_start, max_end = 0, 0
+    lds = [1] * n
+    for i in range(1, n):
+        for j in range(0, i):
+            if (losses[i] < losses[j]) and (lds[i] < lds[j] + 1):
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    idx = max_start + int(sections) + int(sections / 2)
+    return float(lrs[idx]), idx
+
+
+def transfer_learning_loss(rng, steps=STEPS):
+    """A pretrained model's sweep: a plateau, a fall over about 1.5 decades, an explosion."""
+    x = np.log10(sweep_lrs(steps))
+    clean = 0.55 - 0.2 / (1 + np.exp(-(x + 2.5) * 3)) + 0.3 * np.exp((x + 0.7) * 4)
+    return clean + rng.normal(0, 0.04, steps)
+
+
+@pytest.mark.parametrize("shape", ["transfer", "realistic", "u_shape", "plateau_then_fall",
+                                   "noisy_flat", "staircase"])
+def test_valley_is_fastais_pick_on_the_smoothed_data_loss(shape):
+    rng = np.random.default_rng(7)
+    x = np.log10(sweep_lrs())
+    data_loss = {
+        "transfer": lambda: transfer_learning_loss(rng),
+        "realistic": lambda: realistic_data_loss(rng)[0],
+        "u_shape": lambda: 0.3 + 0.1 * (x + 2) ** 2 + rng.normal(0, 0.02, STEPS),
+        "plateau_then_fall": lambda: np.where(x < -3, 0.7, 0.7 - 0.1 * (x + 3))
+        + rng.normal(0, 0.03, STEPS),
+        "noisy_flat": lambda: 0.69 + rng.normal(0, 0.05, STEPS),
+        "staircase": lambda: 0.7 - 0.05 * np.floor(x + 7) + 0.2 * np.maximum(x + 1, 0) ** 2,
+    }[shape]()
+    curve = curve_of(data_loss)
+    usable, smoothed, index = pick(curve, "valley")
+    lr, fastai_index = fastai_valley(usable["lr"].tolist(), smoothed.tolist(), STEPS)
+    assert index == fastai_index
+    assert usable["lr"].iat[index] == lr
+
+
+def test_valley_picks_half_way_down_the_fall_on_a_transfer_learning_curve():
+    # Well below the loss minimum's LR but on the fall, not decades below it at the plateau
+    # (about 0.09x on these curves); min_loss passes there too.
+    ratios = []
+    for seed in range(20):
+        curve = curve_of(transfer_learning_loss(np.random.default_rng(seed)))
+        picks = checked_picks(curve, stopped_early=True)
+        assert picks["min_loss"].passed and picks["valley"].passed
+        ratios.append(picks["valley"].lr / picks["min_loss"].lr)
+    assert 0.05 < np.median(ratios) < 0.5, ratios
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=40))
+def test_valley_index_equals_the_fastai_port_on_any_sequence(values):
+    # Small integers: ties and many equally long subsequences, where fastai's order of
+    # updates decides the start.
+    expected = fastai_valley(list(range(len(values))), values, len(values))[1]
+    assert lr_bounds.valley_index(values) == max(0, expected)

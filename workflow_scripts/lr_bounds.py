@@ -18,8 +18,10 @@ as in the paper):
 
 - `min_loss` (the paper's rule): the lowest smoothed data loss, the edge of divergence;
 - `steepest`: where the smoothed data loss falls fastest against log LR;
-- `valley` (fastai's default): the middle of the longest falling stretch of the smoothed
-  data loss.
+- `valley` (fastai's default, `fastai.callback.schedule.valley`): on the smoothed data loss,
+  the longest strictly falling subsequence of length L ending at row e is read as the
+  stretch from s = e - L to e, and the pick is row s + int((e - s) / 3) + int((e - s) / 6),
+  about half way down it (see `valley_index`).
 
 Checks. A pick is usable only if (1) it lies away from both ends of the sweep (not in the
 first or last `edge_fraction` of its rows); (2) the smoothed data loss falls by at least
@@ -167,8 +169,7 @@ def pick(curve, rule, settings=CheckSettings()):
     elif rule == "steepest":
         index = steepest_fall(smoothed, np.log(usable["lr"].to_numpy(np.float64)))
     else:
-        start, end = longest_decreasing_stretch(smoothed)
-        index = (start + end) // 2
+        index = valley_index(smoothed)
     return usable, smoothed, index
 
 
@@ -184,26 +185,32 @@ def steepest_fall(values, log_lrs):
     return int(centres[np.argmin(rise / run)])
 
 
-def longest_decreasing_stretch(values):
-    """First and last index of a longest strictly decreasing subsequence (patience sorting)."""
-    negated = -np.asarray(values, dtype=np.float64)
-    tail_values = []  # tail_values[k]: smallest tail of an increasing run of length k + 1
-    tail_indices = []
-    previous = np.full(len(negated), -1)
-    for index, value in enumerate(negated):
-        length = int(np.searchsorted(tail_values, value, side="left"))
-        if length == len(tail_values):
-            tail_values.append(value)
-            tail_indices.append(index)
-        else:
-            tail_values[length] = value
-            tail_indices[length] = index
-        previous[index] = tail_indices[length - 1] if length > 0 else -1
-    end = tail_indices[-1]
-    start = end
-    while previous[start] >= 0:
-        start = previous[start]
-    return int(start), int(end)
+def valley_index(values):
+    """fastai's `valley` suggestion (fastai/callback/schedule.py), as an index into `values`.
+
+    fastai scans i = 1 .. n-1 and, for each i, j = 0 .. i-1: `lengths[i]` grows to
+    lengths[j] + 1 wherever values[j] > values[i] (the longest strictly falling subsequence
+    ending at i), and the moment `lengths[i]` first exceeds the longest found so far, at
+    `end`, it sets end = i and start = i - lengths[i] (the length at that moment, which may
+    grow further within the scan). The pick is start + int((end - start) / 3) +
+    int((end - start) / 6). Vectorized here per i; the first j that lifts `lengths[i]` above
+    the longest is the first falling-to-i j whose own length reaches it. fastai's start can
+    be -1 (a stretch falling from row 0); the pick is then clipped to row 0, where fastai's
+    Python indexing would wrap to the last row.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    lengths = np.ones(len(values), dtype=np.int64)
+    start = end = 0
+    for i in range(1, len(values)):
+        falling_to_i = values[:i] > values[i]
+        if not falling_to_i.any():
+            continue
+        lengths[i] = lengths[:i][falling_to_i].max() + 1
+        if lengths[i] > lengths[end]:
+            first = int(np.flatnonzero(falling_to_i & (lengths[:i] >= lengths[end]))[0])
+            start, end = i - (lengths[first] + 1), i
+    sections = (end - start) / 3
+    return max(0, start + int(sections) + int(sections / 2))
 
 
 def curve_problems(usable, smoothed, stopped_early, settings, chance_loss=None):

@@ -8,7 +8,7 @@ from workflow_scripts.image_cache import CACHE
 from workflow_scripts.image_cache import FILES as CACHE_FILE_NAMES
 from workflow_scripts.report_contents import TARGET_FIGURES
 from workflow_scripts.runs import RUN, RUN_KEY, checkpoint_folder, output_files
-from workflow_scripts.weights import DEFAULT_DIR, weight_file, weight_url
+from workflow_scripts.weights import DEFAULT_DIR, backbone_weights_file, weight_file, weight_url
 
 TARGETS = config["targets"]
 ARCHITECTURES = config["architectures"]
@@ -29,6 +29,17 @@ WEIGHT_FILES = {
     for arch in ARCHITECTURES
     if weight_file(arch, ALPHA)
 }
+
+# The backbone rule pretrain_backbone writes, and the split it learns from; pretraining runs
+# only where model.weights names that file.
+PRETRAINED_BACKBONE = "results/pretrain/{arch}.weights.h5"
+PRETRAINING_SPLIT = "results/pretrain/pretraining.parquet"
+USES_PRETRAINING = any(
+    target_model["weights"] == PRETRAINED_BACKBONE
+    for target_model in [config["model"]]
+    + [override.get("model", {}) for override in config["overrides"].values()]
+    if "weights" in target_model
+)
 
 if config["data"]["source"] == "nih":
     for key in ("metadata", "images"):
@@ -80,11 +91,13 @@ def nih_or_demo(key):
     return config["data"][key]
 
 
-def imagenet_weights(wildcards):
-    """The local weight file a job reads when model.weights is imagenet."""
-    if config["model"]["weights"] == "imagenet" and wildcards.arch in WEIGHT_FILES:
+def backbone_weights(wildcards):
+    """The local weight file a job starts its backbone from: ImageNet's (model.weights:
+    imagenet), the file model.weights names, or none."""
+    weights = target_settings(wildcards.target, "model")["weights"]
+    if weights == "imagenet" and wildcards.arch in WEIGHT_FILES:
         return WEIGHT_FILES[wildcards.arch]
-    return []
+    return backbone_weights_file(weights, wildcards.arch) or []
 
 
 LR_FINDER = "results/lr_finder/{target}/{arch}"

@@ -5,7 +5,7 @@ rule lr_finder:
         # cached pixels never do, so a rebuild must not invalidate this target's results.
         cache_images=ancient(CACHE_IMAGES),
         cache_index=ancient(CACHE_INDEX),
-        weights=imagenet_weights,
+        weights=backbone_weights,
     output:
         curve=f"{LR_FINDER}.csv",
         bounds=f"{LR_FINDER}.json",

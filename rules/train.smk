@@ -5,7 +5,7 @@ rule train:
         cache_images=ancient(CACHE_IMAGES),
         cache_index=ancient(CACHE_INDEX),
         lr_finder=lr_finder_result,
-        weights=imagenet_weights,
+        weights=backbone_weights,
     output:
         **output_files(config["train"]["save_model"]),
     log:

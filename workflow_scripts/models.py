@@ -10,15 +10,21 @@ disease for the multi-label target).
 
 ImageNet weights are read from local files only (the `fetch_weights` rule downloads them on a
 machine with internet): a compute node never downloads. Keras has none for AlexNet, which
-then trains from scratch, as in the paper.
+then trains from scratch, as in the paper. A backbone weights file of the user's own
+(`model.weights: <path>`) is loaded into the backbone after it is built, and must be of the
+same architecture and MobileNet alpha.
 """
 
+from pathlib import Path
+
+import h5py
 import keras
+import numpy as np
 from keras import layers, ops, regularizers
 
 from workflow_scripts.augmentation import PaperAugmentation
-from workflow_scripts.stage import log
-from workflow_scripts.weights import find_weights, weight_file
+from workflow_scripts.stage import InputError, log
+from workflow_scripts.weights import backbone_weights_file, find_weights, weight_file
 
 PAPER_HEAD_UNITS = (250, 50, 10, 2)
 
@@ -114,6 +120,46 @@ def nested_layers(layer):
         yield from nested_layers(inner)
 
 
+def backbone_of(model):
+    """The backbone inside a classifier that `build_model` made: its one nested model."""
+    (backbone,) = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return backbone
+
+
+def saved_shapes(path):
+    """The shapes of the weight tensors in a Keras weights file, in sorted order."""
+    shapes = []
+    with h5py.File(path, "r") as weights_file:
+        weights_file.visititems(lambda _, item: shapes.append(tuple(item.shape))
+                                if isinstance(item, h5py.Dataset) else None)
+    return sorted(shapes)
+
+
+def load_backbone_weights(backbone, path, arch, alpha):
+    """Load a backbone weights file, or InputError naming the file and what does not match.
+
+    The tensor shapes are compared first: Keras' own error for a file of another backbone
+    names one layer, and some mismatches it only warns about."""
+    built = f"{arch} (alpha {alpha})" if arch == "mobilenet" else arch
+    if not str(path).endswith(".weights.h5"):
+        raise InputError(f"model.weights: {path} is not a Keras backbone weights file "
+                         "(*.weights.h5, as `save_weights` of the backbone writes it).")
+    if not Path(path).is_file():
+        raise InputError(f"model.weights: {path} does not exist; make it (the demo's "
+                         "pretrain_backbone rule does) or set model.weights to none or imagenet.")
+    expected = sorted(tuple(weight.shape) for weight in backbone.weights)
+    found = saved_shapes(path)
+    if found != expected:
+        raise InputError(
+            f"model.weights: {path} does not fit the {built} backbone {backbone.name!r}: it "
+            f"holds {len(found)} weight tensors ({sum(map(np.prod, found)):.0f} numbers), the "
+            f"backbone has {len(expected)} ({sum(map(np.prod, expected)):.0f}). It was saved "
+            "from another architecture or another model.mobilenet_alpha."
+        )
+    backbone.load_weights(path)
+    log.info("backbone %s starts from %s", backbone.name, path)
+
+
 def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=1.0,
                 batch_norm_momentum=0.99, weights="none", weights_dir=None,
                 augmentation=None, xla=False, seed=0, outputs=1):
@@ -131,7 +177,7 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
         log.warning("the paper's head narrows to %d units before the %d outputs; model.head: "
                     "simple (CheXNet's) feeds the pooled features to them directly",
                     PAPER_HEAD_UNITS[-1], outputs)
-    pretrained = None
+    pretrained, weights_file = None, backbone_weights_file(weights, arch)
     if weights == "imagenet":
         if weight_file(arch) is None:
             log.warning("no ImageNet weights exist for %s in Keras: it trains from scratch", arch)
@@ -148,13 +194,16 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
     x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
     if arch == "mobilenet":
         x = imagenet_scaling("tf")(x)
-        x = mobilenet_backbone(image_size, mobilenet_alpha, pretrained)(x)
+        backbone = mobilenet_backbone(image_size, mobilenet_alpha, pretrained)
     elif arch == "densenet121":
         x = imagenet_scaling("torch")(x)
-        x = densenet121_backbone(image_size, pretrained)(x)
+        backbone = densenet121_backbone(image_size, pretrained)
     else:
         x = layers.Rescaling(1 / 255, name="scale")(x)
-        x = alexnet_backbone(image_size)(x)
+        backbone = alexnet_backbone(image_size)
+    if weights_file is not None:
+        load_backbone_weights(backbone, weights_file, arch, mobilenet_alpha)
+    x = backbone(x)
     x = paper_head(x, dropout) if head == "paper" else simple_head(x, dropout)
     x = layers.Dense(outputs, activation="sigmoid", dtype="float32", name="disease")(x)
     model = keras.Model(inputs, x, name=f"{arch}_{head}")

@@ -1,8 +1,12 @@
-"""Where the ImageNet weight files are: their names, download addresses and local folders.
+"""Where a backbone's starting weights are: ImageNet's files (their names, download addresses
+and local folders) or a backbone weights file of the user's own.
 
-Compute nodes never download: training reads these files from `model.weights_dir`
+Compute nodes never download: training reads ImageNet's files from `model.weights_dir`
 (default resources/weights), where the `fetch_weights` stage puts them on a machine with
 internet. The names are Keras' own, so a file already in ~/.keras/models is found too.
+`model.weights` may instead name a Keras `.weights.h5` file of the same backbone (for a
+domain-pretrained one, such as the demo's `pretrain_backbone` rule writes), with `{arch}` in
+the path standing for the architecture.
 """
 
 import os
@@ -12,6 +16,7 @@ from workflow_scripts.stage import InputError
 
 DEFAULT_DIR = "resources/weights"
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
+NAMED_WEIGHTS = ("none", "imagenet")
 ALPHA_NAMES = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
 
 
@@ -46,3 +51,11 @@ def find_weights(arch, alpha, weights_dir):
         "internet run `snakemake --cores 1 fetch_weights`, or set model.weights_dir to "
         "where the file is."
     )
+
+
+def backbone_weights_file(weights, arch):
+    """The path of the user's backbone weights file that `model.weights` names for `arch`, or
+    None for `none` and `imagenet`."""
+    if weights in NAMED_WEIGHTS:
+        return None
+    return weights.format(arch=arch)

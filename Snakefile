@@ -23,6 +23,7 @@ validate(config, SCHEMA)
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/splits.smk"
+include: "rules/pretrain.smk"
 include: "rules/lr_finder.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"

@@ -36,7 +36,8 @@ rule parse_metadata:
 
 rule build_image_cache:
     input:
-        splits=expand("results/splits/{target}.parquet", target=TARGETS),
+        splits=expand("results/splits/{target}.parquet", target=TARGETS)
+        + ([PRETRAINING_SPLIT] if USES_PRETRAINING else []),
         images=nih_or_demo("images"),
     output:
         **{name: f"{CACHE}/{file}" for name, file in CACHE_FILE_NAMES.items()},

@@ -27,6 +27,8 @@ rule lr_finder:
         # also tests targets whose bounds the config sets, to show the verdict).
         bounds_needed=lambda wildcards: lr_finder_bounds_needed(wildcards.target),
     threads: lambda wildcards: target_settings(wildcards.target, "train")["threads"]
+    # Before the runs that need no bounds, so that the runs waiting for it start early.
+    priority: 1
     resources:
         gpu=lambda wildcards: target_settings(wildcards.target, "train")["gpus"],
         mem_mb=lambda wildcards, attempt: target_settings(wildcards.target, "train")["mem_mb"]

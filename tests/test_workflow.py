@@ -40,7 +40,7 @@ def planned_jobs(output):
 def test_default_config_plans_the_whole_dag(workflow):
     jobs = planned_jobs(run_snakemake(workflow, "-n").stdout)
     assert set(jobs) == RULES
-    # targets x architectures x distinct policies x seeds: in four epochs modified_triangular2
+    # targets x architectures x distinct policies x seeds: in two cycles modified_triangular2
     # is triangular2, and one run serves both.
     assert jobs["train"] == 1 * 1 * 6 * 3
 

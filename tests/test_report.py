@@ -39,7 +39,7 @@ from workflow_scripts.report import (
 )
 from workflow_scripts.report_contents import REPORT_TABLES, TABLES, TARGET_FIGURES
 from workflow_scripts.report_html import render_html
-from workflow_scripts.report_tables import Grid
+from workflow_scripts.report_runs import Grid
 from workflow_scripts.report_text import summarize_target
 from workflow_scripts.stage import InputError
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from workflow_scripts.report_tables import (
-    TargetRuns,
+from workflow_scripts.report_runs import TargetRuns
+from workflow_scripts.report_statistics import (
     auroc_statistics,
     judge_differences,
     mean_over_seeds,

@@ -8,9 +8,10 @@ into `results/report/report.html`, with every table also as one CSV under
 `results/report/tables/` and the overview figures under `results/report/figures/`; it adds
 the comparisons across targets: published AUROCs beside ours, and each approach's cost.
 
-The numbers come from `report_tables`, `report_metrics` and `report_published`, the figures
-from `report_figures`, the written summary from `report_text`, and the page from
-`report_html`.
+The runs come from `report_runs`, the statistics across seeds from `report_statistics`, the
+numbers from `report_tables`, `report_metrics` and `report_published`, the figures from
+`report_figures` and `report_result_figures`, the written summary from `report_text`, and
+the page from `report_html`.
 """
 
 import json
@@ -20,27 +21,27 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts import report_figures as figures
+from workflow_scripts import report_result_figures as result_figures
 from workflow_scripts.checkpoint import retire_checkpoints
 from workflow_scripts.report_contents import MIN_SEEDS_TO_JUDGE, TARGET_TABLES
+from workflow_scripts.report_drawing import policy_colors
 from workflow_scripts.report_html import render_html
 from workflow_scripts.report_metrics import beyond_auroc_tables
 from workflow_scripts.report_published import approach_cost, published_comparison
-from workflow_scripts.report_tables import (
-    Grid,
-    architecture_table,
+from workflow_scripts.report_runs import Grid, device_kind, load_target_runs, missing_runs, ordered
+from workflow_scripts.report_statistics import (
     auroc_statistics,
     baseline_reach,
+    judge_differences,
+    resampled,
+)
+from workflow_scripts.report_tables import (
+    architecture_table,
     batch_table,
     clr_table,
-    device_kind,
-    judge_differences,
     label_count_table,
-    load_target_runs,
-    missing_runs,
     optimizer_table,
-    ordered,
     policy_table,
-    resampled,
     results_table,
     split_table,
 )
@@ -131,7 +132,7 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
         **beyond_auroc_tables(runs, auroc, aurocs, auprcs, settings.level, grid),
         "missing_runs": missing,
     }
-    colors = figures.policy_colors(grid.policies)
+    colors = policy_colors(grid.policies)
     # Test labels and scores of the labels whose test images hold both classes.
     scored = (runs.test_labels[:, runs.scored], runs.scores[:, :, runs.scored])
     kind = device_kind(runs.runs["gpus"])  # 'mixed' without runs
@@ -147,12 +148,12 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
                                                        policies, baselines, colors),
         "accuracy_vs_device_time": figures.accuracy_vs_device_time(
             target, runs.histories, architectures, policies, baselines, colors, kind),
-        "roc_curves": figures.roc_curves(target, *scored, runs.runs, auroc, architectures,
+        "roc_curves": result_figures.roc_curves(target, *scored, runs.runs, auroc, architectures,
                                          policies, colors),
-        "reliability_diagram": figures.reliability_diagram(
+        "reliability_diagram": result_figures.reliability_diagram(
             target, *scored, runs.runs, tables["auprc_calibration"], architectures, policies,
             colors),
-        "auroc_by_policy": figures.auroc_by_policy(target, runs.runs, auroc, differences,
+        "auroc_by_policy": result_figures.auroc_by_policy(target, runs.runs, auroc, differences,
                                                    architectures, policies, baselines, colors,
                                                    settings.level),
     }
@@ -226,7 +227,7 @@ def build_report(target_reports, label_counts, settings):
     tables["approach_cost"] = approach_cost(tables["table7_policies"], settings.grid)
     baseline = next(iter(settings.present_baselines), None)
     overview = {
-        "policy_overview": figures.policy_overview(
+        "policy_overview": result_figures.policy_overview(
             tables["table7_policies"], settings.grid.targets, settings.grid.architectures,
             settings.grid.policies, baseline),
         "label_distribution": figures.label_distribution(label_counts),

@@ -10,9 +10,9 @@ import jinja2
 import pandas as pd
 
 from workflow_scripts.report_contents import REPORT_TABLES, TABLES, TARGET_FIGURES
-from workflow_scripts.report_figures import caption, time_label
 from workflow_scripts.report_published import published_header
 from workflow_scripts.report_text import method_text, summarize_target
+from workflow_scripts.report_words import caption, time_label
 
 DEVICE_TIME_COLUMNS = ("device_seconds", "device_seconds_per_epoch")
 COUNT_COLUMNS = ("seeds", "runs", "seed", "epochs", "step_size", "images", "batch",

@@ -3,8 +3,8 @@ interval, the Brier score and the expected calibration error; for the multi-labe
 same per label, with each label's AUROC, beside the published AUROCs.
 
 Like Table 5's AUROC they come from the runs' test predictions: means over seeds, AUROC and
-AUPRC with intervals over seeds and test patients (`report_tables.mean_over_seeds`, on the
-patient resamples `report_tables.resampled` draws for the target). A multi-label run's number
+AUPRC with intervals over seeds and test patients (`report_statistics.mean_over_seeds`, on the
+patient resamples `report_statistics.resampled` draws for the target). A multi-label run's number
 in the per-target table is the mean over its labels whose test images hold both classes.
 """
 
@@ -15,7 +15,8 @@ from sklearn.metrics import brier_score_loss
 from workflow_scripts.labels import MULTILABEL
 from workflow_scripts.metrics import expected_calibration_error, label_mean
 from workflow_scripts.report_published import published_frame, published_keys
-from workflow_scripts.report_tables import mean_over_seeds, ordered, same_schedule, seed_sd
+from workflow_scripts.report_runs import ordered
+from workflow_scripts.report_statistics import mean_over_seeds, same_schedule, seed_sd
 
 CALIBRATION_COLUMNS = ["target", "arch", "policy", "same_schedule_as", "seeds",
                        "test_prevalence", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc",
@@ -45,8 +46,8 @@ def seed_rows(target_runs):
 
 def beyond_auroc_tables(target_runs, auroc, aurocs, auprcs, level, grid):
     """{"auprc_calibration": per arch x policy, "per_label_results": per arch x policy x label
-    (multi-label target only, else empty)}. `auroc` is `report_tables.auroc_statistics`'s
-    first table; `aurocs` and `auprcs` are the runs' `report_tables.resampled` values."""
+    (multi-label target only, else empty)}. `auroc` is `report_statistics.auroc_statistics`'s
+    first table; `aurocs` and `auprcs` are the runs' `report_statistics.resampled` values."""
     runs = target_runs.runs
     if runs.empty:
         return {"auprc_calibration": pd.DataFrame(columns=CALIBRATION_COLUMNS),

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from workflow_scripts.labels import ANY_DISEASE, DISEASES, MULTILABEL
-from workflow_scripts.report_tables import ordered
+from workflow_scripts.report_runs import ordered
 
 PUBLISHED = Path(__file__).with_name("published_results.yaml")
 MEAN = "mean"  # the label of the rows that average over the 14 diseases

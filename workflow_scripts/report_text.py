@@ -6,7 +6,7 @@ import pandas as pd
 
 from workflow_scripts.metrics import ECE_BINS
 from workflow_scripts.report_contents import MIN_SEEDS_TO_JUDGE
-from workflow_scripts.report_figures import time_label
+from workflow_scripts.report_words import time_label
 
 
 def number(value, signed=False):

@@ -3,7 +3,7 @@ import re
 
 # Snakemake puts this folder on sys.path, here and in every rule script, so the
 # workflow_scripts package imports in whatever environment a job runs.
-from workflow_scripts.policies import REGISTRY, lr_bounds
+from workflow_scripts.plan import Grid, needs_lr_finder_bounds, twins
 from workflow_scripts.image_cache import CACHE
 from workflow_scripts.image_cache import FILES as CACHE_FILE_NAMES
 from workflow_scripts.report_contents import TARGET_FIGURES
@@ -105,8 +105,7 @@ LR_FINDER = "results/lr_finder/{target}/{arch}"
 
 def lr_finder_result(wildcards):
     """The LR-finder bounds a cyclical run needs, unless the config sets them."""
-    settings = target_settings(wildcards.target, "train")
-    if any(settings[bound] is None for bound in lr_bounds(wildcards.policy)):
+    if needs_lr_finder_bounds(wildcards.policy, target_settings(wildcards.target, "train")):
         return f"{LR_FINDER}.json".format(target=wildcards.target, arch=wildcards.arch)
     return []
 
@@ -114,7 +113,7 @@ def lr_finder_result(wildcards):
 def lr_finder_bounds_needed(target):
     """Whether a configured run of `target` takes its bounds from the LR range test."""
     settings = target_settings(target, "train")
-    return any(settings[bound] is None for policy in POLICIES for bound in lr_bounds(policy))
+    return any(needs_lr_finder_bounds(policy, settings) for policy in POLICIES)
 
 
 def lr_finder_results(target):
@@ -127,32 +126,21 @@ def lr_finder_results(target):
             for arch in ARCHITECTURES for suffix in (".json", ".csv")]
 
 
-def trained_policy(target, policy):
-    """The configured policy whose run stands for `policy` on `target`: `policy` itself, or
-    another policy that gives the same learning rate at every step (modified_triangular2 is
-    triangular2 while a run ends before its halving restarts). One run serves both."""
-    twin = REGISTRY[policy].same_schedule_as(target_settings(target, "train"))
-    return twin if twin in POLICIES else policy
-
-
-# Per target: policy -> the configured policy whose run it shares (only the shared ones).
-SHARED_RUNS = {
-    target: {policy: trained_policy(target, policy) for policy in POLICIES
-             if trained_policy(target, policy) != policy}
-    for target in TARGETS
-}
-
-
-def trained_runs(targets=TARGETS):
-    """(target, arch, policy, seed) of every run to train: one per distinct schedule."""
-    return [(target, arch, policy, seed) for target in targets for arch in ARCHITECTURES
-            for policy in POLICIES if policy not in SHARED_RUNS[target] for seed in SEEDS]
+# The runs to train, one per distinct schedule: a policy with a twin (workflow_scripts.plan)
+# shares its twin's runs.
+GRID = Grid(
+    tuple(TARGETS),
+    tuple(ARCHITECTURES),
+    tuple(POLICIES),
+    tuple(SEEDS),
+    twins={target: twins(POLICIES, target_settings(target, "train")) for target in TARGETS},
+)
 
 
 def run_metrics():
     metrics = output_files(save_model=False)["metrics"]
     return [metrics.format(target=target, arch=arch, policy=policy, seed=seed)
-            for target, arch, policy, seed in trained_runs()]
+            for target, arch, policy, seed in GRID.all_run_keys()]
 
 
 def report_inputs(wildcards):
@@ -163,7 +151,7 @@ def report_inputs(wildcards):
     run_files = list(output_files(save_model=False).values())
     runs = [
         expand(run_files, target=target, arch=arch, policy=policy, seed=seed)
-        for target, arch, policy, seed in trained_runs([wildcards.target])
+        for target, arch, policy, seed in GRID.run_keys(wildcards.target)
     ]
     lr_finder = lr_finder_results(wildcards.target)
     if config["report"]["allow_missing"]:

@@ -13,7 +13,7 @@ REPORT_PARAMS = {
         "seeds": SEEDS,
     },
     "report": config["report"],
-    "shared_runs": SHARED_RUNS,
+    "twins": GRID.twins,
     "metrics": config["metrics"],
     "source": config["data"]["source"],
 }

@@ -25,6 +25,7 @@ from statsmodels.stats.multitest import multipletests
 
 from workflow_scripts.labels import DISEASES, MULTILABEL
 from workflow_scripts.metrics import expected_calibration_error
+from workflow_scripts.plan import Grid
 from workflow_scripts.policies import POLICIES
 from workflow_scripts.report import (
     ReportSettings,
@@ -39,7 +40,6 @@ from workflow_scripts.report import (
 )
 from workflow_scripts.report_contents import REPORT_TABLES, TABLES, TARGET_FIGURES
 from workflow_scripts.report_html import render_html
-from workflow_scripts.report_runs import Grid
 from workflow_scripts.report_text import summarize_target
 from workflow_scripts.stage import InputError
 
@@ -535,7 +535,7 @@ def test_a_policy_sharing_anothers_runs_is_listed_with_the_same_numbers(tmp_path
     # The workflow trains no runs of a policy that shares another's schedule.
     shutil.rmtree(tmp_path / "runs" / "Effusion" / "mobilenet" / "modified_triangular2")
     grid = Grid(("Effusion",), ("mobilenet",), policies, (0, 1, 2),
-                shared={"Effusion": {"modified_triangular2": "triangular2"}})
+                twins={"Effusion": {"modified_triangular2": "triangular2"}})
     report = build_small(tmp_path, info, settings_for(grid))
     assert report.tables["missing_runs"].empty
     for name in ("table5_results", "table7_policies"):

@@ -116,7 +116,7 @@ def test_too_few_seeds_are_not_judged_and_shared_runs_leave_the_family():
         "delta_auroc": [0.02, 0.01, 0.01, 0.03], "ci_low": 0.0, "ci_high": 0.0,
         "p_value": [0.01, 0.04, 0.04, 0.001]})
     judged = judge_differences(differences, "holm", 0.95,
-                               shared={"modified_triangular2": "triangular2"})
+                               twins={"modified_triangular2": "triangular2"})
     # Holm over the two judged, distinct comparisons: 0.01 x 2 and 0.04 x 1.
     assert judged["p_adjusted"].iloc[:3].tolist() == pytest.approx([0.02, 0.04, 0.04])
     assert judged["beyond_noise"].iloc[:3].tolist() == [True, True, True]

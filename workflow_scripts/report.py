@@ -23,12 +23,13 @@ import pandas as pd
 from workflow_scripts import report_figures as figures
 from workflow_scripts import report_result_figures as result_figures
 from workflow_scripts.checkpoint import retire_checkpoints
+from workflow_scripts.plan import Grid
 from workflow_scripts.report_contents import MIN_SEEDS_TO_JUDGE, TARGET_TABLES
 from workflow_scripts.report_drawing import policy_colors
 from workflow_scripts.report_html import render_html
 from workflow_scripts.report_metrics import beyond_auroc_tables
 from workflow_scripts.report_published import approach_cost, published_comparison
-from workflow_scripts.report_runs import Grid, device_kind, load_target_runs, missing_runs, ordered
+from workflow_scripts.report_runs import device_kind, load_target_runs, missing_runs, ordered
 from workflow_scripts.report_statistics import (
     auroc_statistics,
     baseline_reach,
@@ -116,7 +117,7 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
                       else (None, None))
     auroc, differences = auroc_statistics(runs, aurocs, baselines, settings.level)
     differences = judge_differences(differences, settings.multiplicity, settings.level,
-                                    grid.shared_runs(target))
+                                    grid.twins_of(target))
     reach = baseline_reach(runs.histories, baselines)
     lr_finder = read_lr_finder(lr_finder_paths)
     found = {arch: summary for arch, (_, summary) in lr_finder.items()}
@@ -164,7 +165,7 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
 def report_notes(settings, missing, targets):
     notes = []
     for target in targets:
-        for policy, twin in settings.grid.shared_runs(target).items():
+        for policy, twin in settings.grid.twins_of(target).items():
             notes.append(f"{target}: {policy} gives the same learning rate as {twin} at every "
                          f"step of these runs (for modified_triangular2: the runs end before "
                          f"its halving restarts), so {twin}'s runs stand for both; their rows "
@@ -256,7 +257,7 @@ def report_settings(params):
     return ReportSettings(
         grid=Grid(tuple(grid["targets"]), tuple(grid["architectures"]),
                   tuple(grid["policies"]), tuple(int(s) for s in grid["seeds"]),
-                  shared=dict(params.shared_runs)),
+                  twins=dict(params.twins)),
         baselines=tuple(params.report["baselines"]),
         samples=int(params.metrics["bootstrap_samples"]),
         level=float(params.metrics["ci_level"]),

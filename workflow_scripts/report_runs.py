@@ -2,11 +2,11 @@
 
 `load_target_runs` reads the run folders the report takes as inputs (see `runs` for their
 files) in the configured grid's order, and `ordered` sorts any table into that order. A
-policy that gives another's schedule at every step has no runs of its own: it appears with
-copies of its twin's runs.
+policy with a twin (`plan`) has no runs of its own: it appears with copies of its twin's
+runs.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,29 +27,6 @@ from workflow_scripts.runs import (
 from workflow_scripts.stage import InputError
 
 LR_POINTS = 2000  # learning rates kept per run for the schedule figure
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The configured runs: every target x architecture x policy x seed, where a policy
-    that gives another's schedule at every step shares that policy's runs (`shared`: target
-    -> {policy: the policy whose runs it shares}) and has none of its own."""
-
-    targets: tuple
-    architectures: tuple
-    policies: tuple
-    seeds: tuple
-    shared: dict = field(default_factory=dict)
-
-    def shared_runs(self, target):
-        return self.shared.get(target, {})
-
-    def run_keys(self, target):
-        """The trained runs of `target`: (target, arch, policy, seed), shared policies left
-        out."""
-        return [(target, arch, policy, int(seed))
-                for arch in self.architectures for policy in self.policies
-                if policy not in self.shared_runs(target) for seed in self.seeds]
 
 
 def missing_runs(found, grid, target):
@@ -127,7 +104,7 @@ def aligned_scores(predictions, reference, path, reference_path, target):
 
 def load_target_runs(run_folders, target, grid):
     """The runs of `target` in `run_folders` (the report's inputs), in the grid's order; a
-    policy that shares another's runs appears with copies of them (`shared_run_of` names the
+    policy with a twin appears with copies of the twin's runs (`twin_of` names the
     policy whose runs they are). Returns (TargetRuns, the keys of the runs found)."""
     by_key = {}
     for folder in map(Path, run_folders):
@@ -138,7 +115,7 @@ def load_target_runs(run_folders, target, grid):
     rows, histories, learning_rates, scores = [], [], [], []
     reference = reference_path = None
     with_learning_rates = set()  # arch x policy: one seed's learning rates feed the figure
-    sharing = grid.shared_runs(target)
+    twins = grid.twins_of(target)
     for key in grid.run_keys(target):
         if key not in by_key:
             continue
@@ -152,21 +129,21 @@ def load_target_runs(run_folders, target, grid):
                                     reference_path, target)
         settings = metrics["settings"]
         history["device_seconds"] = np.cumsum(history["seconds"]) * max(metrics["gpus"], 1)
-        for policy in [trained, *(p for p, twin in sharing.items() if twin == trained)]:
+        for policy in [trained, *(p for p, twin in twins.items() if twin == trained)]:
             key = {"arch": arch, "policy": policy, "seed": seed}
             scores.append(run_scores)
             rows.append({**key, **{name: metrics[name] for name in METRIC_NUMBERS},
                          "device": metrics["device"],
                          **{name: settings[name] for name in SETTING_KEYS},
                          "folder": str(folder),
-                         "shared_run_of": trained if policy != trained else None})
+                         "twin_of": trained if policy != trained else None})
             histories.append((key, history))
             if (arch, policy) not in with_learning_rates:
                 with_learning_rates.add((arch, policy))
                 learning_rates.append((key, thinned(read_lr(folder / FILES["lr"]))))
     key_columns = ["arch", "policy", "seed"]
     runs = pd.DataFrame(rows, columns=[*key_columns, *METRIC_NUMBERS, "device", *SETTING_KEYS,
-                                       "folder", "shared_run_of"])
+                                       "folder", "twin_of"])
     test_columns = ["image_index", "patient_id", *label_columns(target)]
     test = (reference.select(test_columns).to_pandas() if reference is not None
             else pd.DataFrame(columns=test_columns))

@@ -123,27 +123,27 @@ def resampled(target_runs, samples):
             np.stack([auprcs for _, auprcs in per_label]))
 
 
-def judge_differences(differences, method, level, shared=None):
+def judge_differences(differences, method, level, twins=None):
     """`differences` with `p_adjusted` and `beyond_noise` columns: a multiplicity correction
     (statsmodels' `method`, e.g. fdr_bh or holm) over every comparison of the frame, and
     beyond noise where the adjusted p-value is at most 1 - level.
 
-    Comparisons with fewer than MIN_SEEDS_TO_JUDGE seeds are not judged (NaN). A policy that
-    shares its run with another (`shared`: policy -> the policy whose run it is) repeats that
-    policy's comparisons: it is left out of the family and takes their adjusted p-value.
+    Comparisons with fewer than MIN_SEEDS_TO_JUDGE seeds are not judged (NaN). A policy with a
+    twin (`twins`: policy -> its twin, see `plan`) repeats its twin's comparisons: it is
+    left out of the family and takes their adjusted p-value.
     """
     judged = differences.copy()
     judged["p_adjusted"] = math.nan
     judged["beyond_noise"] = pd.Series(pd.NA, index=judged.index, dtype="boolean")
-    shared = shared or {}
+    twins = twins or {}
     family = (judged["seeds"] >= MIN_SEEDS_TO_JUDGE) & judged["p_value"].notna() & ~judged[
-        "policy"].isin(list(shared))
+        "policy"].isin(list(twins))
     if family.any():
         _, adjusted, _, _ = multipletests(judged.loc[family, "p_value"], alpha=1 - level,
                                           method=method)
         judged.loc[family, "p_adjusted"] = adjusted
     keys = ["arch", "baseline"] + (["target"] if "target" in judged.columns else [])
-    for policy, twin in shared.items():
+    for policy, twin in twins.items():
         for index in judged.index[judged["policy"] == policy]:
             match = (judged["policy"] == twin) & (
                 judged[keys] == judged.loc[index, keys]).all(axis=1)
@@ -193,6 +193,6 @@ def seed_summary(runs, columns):
 
 
 def same_schedule(runs):
-    """Per arch x policy: the policy whose runs it shares (same schedule), else None."""
-    return runs.groupby(["arch", "policy"], sort=False)["shared_run_of"].first().rename(
+    """Per arch x policy: its twin, whose runs it shares (same schedule), else None."""
+    return runs.groupby(["arch", "policy"], sort=False)["twin_of"].first().rename(
         "same_schedule_as")

@@ -11,7 +11,8 @@ import math
 import pandas as pd
 
 from workflow_scripts.labels import ANY_DISEASE, MULTILABEL, NO_FINDING
-from workflow_scripts.policies import extra_parameters, lr_bounds
+from workflow_scripts.plan import needs_lr_finder_bounds
+from workflow_scripts.policies import extra_parameters
 from workflow_scripts.report_paper import beside_paper, paper_rows, with_paper
 from workflow_scripts.report_runs import device_kind, ordered
 from workflow_scripts.report_statistics import seed_summary
@@ -100,7 +101,7 @@ def architecture_table(target_runs, grid):
     """Table 6 rows of one target: per arch, over all its runs, time per epoch (wall and
     device-seconds), throughput, mean metrics, the policy with the best mean AUROC, and the
     paper's. A run shared by two policies counts once."""
-    runs = target_runs.runs[target_runs.runs["shared_run_of"].isna()]
+    runs = target_runs.runs[target_runs.runs["twin_of"].isna()]
     columns = ["target", "arch", "runs", "device", "device_kind", "epochs", "seconds_per_epoch",
                "device_seconds_per_epoch", "paper_hours_per_epoch", "images_per_second",
                "train_accuracy", "paper_train_accuracy", "paper_epochs", "accuracy", "auroc",
@@ -204,8 +205,7 @@ def clr_table(target_runs, settings, lr_finder, grid):
         if "max_lr" not in schedule:
             continue
         found = lr_finder.get(arch)
-        from_finder = found is not None and any(configured.get(bound) is None
-                                                for bound in lr_bounds(policy))
+        from_finder = found is not None and needs_lr_finder_bounds(policy, configured)
         base_lr = (schedule["max_lr"] / schedule["div_factor"] if policy == "one_cycle"
                    else schedule["base_lr"])
         step_size = schedule.get("step_size", math.nan)

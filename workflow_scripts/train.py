@@ -38,6 +38,7 @@ from workflow_scripts.input_pipeline import (
 from workflow_scripts.labels import MULTILABEL, label_columns
 from workflow_scripts.metrics import epochs_to_target, summarize_multilabel, summarize_predictions
 from workflow_scripts.models import new_model
+from workflow_scripts.plan import needs_lr_finder_bounds
 from workflow_scripts.policies import lr_bounds, schedule_params
 from workflow_scripts.runs import HISTORY_COLUMNS, prediction_frame, write_run
 from workflow_scripts.schedules import make_schedule, schedule_values
@@ -48,9 +49,9 @@ EXIT_PREEMPTED = 128 + signal.SIGTERM  # what a shell reports for a SIGTERM'd pr
 
 def with_lr_finder_bounds(policy, settings, lr_finder_path):
     """Settings with base_lr/max_lr filled from the LR-finder result where the config has none."""
-    needed = lr_bounds(policy)
-    if all(settings.get(name) is not None for name in needed):
+    if not needs_lr_finder_bounds(policy, settings):
         return dict(settings)
+    needed = lr_bounds(policy)
     if not lr_finder_path:
         raise InputError(f"train.{' and train.'.join(needed)} not set for policy {policy!r} and "
                          "no LR-finder result given; set them or let the lr_finder rule run.")

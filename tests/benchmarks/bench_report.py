@@ -40,7 +40,7 @@ from workflow_scripts.report import (  # noqa: E402
 )
 from workflow_scripts.report_html import render_html  # noqa: E402
 from workflow_scripts.report_paper import paper_numbers  # noqa: E402
-from workflow_scripts.report_runs import Grid  # noqa: E402
+from workflow_scripts.plan import Grid  # noqa: E402
 
 ARCHITECTURES = ("mobilenet", "densenet121", "alexnet")
 SEEDS = (0, 1, 2, 3, 4)

@@ -147,7 +147,7 @@ def report_inputs(wildcards):
     """What the report of one target reads: label counts, split summary, its LR-finder
     results (`lr_finder_results`), and its run outputs. With report.allow_missing, only runs
     (and LR-finder results) that exist, so that reporting schedules no training; this is
-    the one place that decides it."""
+    the one place that decides it. Rule retire_checkpoints reads the same runs."""
     run_files = list(output_files(save_model=False).values())
     runs = [
         expand(run_files, target=target, arch=arch, policy=policy, seed=seed)
@@ -165,12 +165,17 @@ def report_inputs(wildcards):
     }
 
 
+# The list of checkpoint folders rule retire_checkpoints deleted for one target.
+RETIRED_CHECKPOINTS = "results/checkpoints/{target}/retired.txt"
+
+
 def final_outputs():
-    """Everything a full run makes. The LR range tests come in as the report's inputs
+    """Everything a full run makes, and the retirement of the finished runs' checkpoints. The LR range tests come in as the report's inputs
     (`lr_finder_results`)."""
     return [
         rules.parse_metadata.output.counts,
         rules.split_summary.output.summary,
         *run_metrics(),
         "results/report/report.html",
+        *expand(RETIRED_CHECKPOINTS, target=TARGETS),
     ]

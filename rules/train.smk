@@ -33,6 +33,22 @@ rule train:
         "../workflow_scripts/train.py"
 
 
+# A run's checkpoint stays after training (see workflow_scripts/checkpoint.py) until this job,
+# which Snakemake starts only once the target's run outputs, its inputs, are committed.
+rule retire_checkpoints:
+    input:
+        runs=lambda wildcards: report_inputs(wildcards)["runs"],
+    output:
+        retired=RETIRED_CHECKPOINTS,
+    log:
+        "logs/retire_checkpoints/{target}.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/retire_checkpoints.py"
+
+
 if WEIGHT_FILES:
 
     # Runs where it is started (the login node on a cluster): compute nodes never download.

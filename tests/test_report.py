@@ -29,17 +29,11 @@ from workflow_scripts.plan import Grid
 from workflow_scripts.policies import POLICIES
 from workflow_scripts.report import (
     ReportSettings,
-    build_report,
-    build_target_report,
+    produce_report,
+    produce_target_report,
     read_data_check,
-    read_target_report,
-    report_notes,
-    write_figures,
-    write_tables,
-    write_target_report,
 )
 from workflow_scripts.report_contents import REPORT_TABLES, TABLES, TARGET_FIGURES
-from workflow_scripts.report_html import render_html
 from workflow_scripts.report_text import summarize_target
 from workflow_scripts.stage import InputError
 
@@ -56,25 +50,34 @@ def settings_for(grid, **changes):
                           source="demo", **changes)
 
 
+def run_folders(results, target):
+    """The run folders of `target` that exist: what Snakemake hands the report as input (all
+    configured runs, or with report.allow_missing those that exist)."""
+    return sorted(path.parent for path in (results / "runs" / target).glob("*/*/*/metrics.json"))
+
+
+def target_report(results, info, settings, target="Effusion", cache_summary=None):
+    """One target's report, written under results/report/<target>/ as rule report_target
+    writes it."""
+    return produce_target_report(
+        target, run_folders=run_folders(results, target), settings=settings,
+        train_settings=info["settings"], label_counts=results / "labels" / "label_counts.csv",
+        split_summary=results / "splits" / "summary.csv",
+        html=results / "report" / target / "report.html",
+        lr_finder_paths=sorted((results / "lr_finder" / target).glob("*.json")),
+        cache_summary=cache_summary)
+
+
 def build_all(results, info, settings, targets=TARGETS):
-    """Per-target reports written under results/report/, read back, and the whole report."""
-    label_counts = pd.read_csv(results / "labels" / "label_counts.csv")
-    split_summary = pd.read_csv(results / "splits" / "summary.csv")
+    """Per-target reports written under results/report/, then the whole report, as the rules
+    write them."""
     for target in targets:
-        report = build_target_report(
-            target, run_folders=run_folders(results, target), settings=settings,
-            train_settings=info["settings"], label_counts=label_counts,
-            split_summary=split_summary,
-            lr_finder_paths=sorted((results / "lr_finder" / target).glob("*.json")))
-        write_target_report(report, results / "report" / target / "report.html", settings)
-    reports = [read_target_report(results / "report" / target) for target in targets]
-    tables, overview = build_report(reports, label_counts, settings)
-    write_tables(tables, results / "report" / "tables")
-    write_figures(overview, results / "report" / "figures")
-    page = render_html("Comparison", settings, tables, {r.target: r.figures for r in reports},
-                       overview, report_notes(settings, tables["missing_runs"], targets))
-    (results / "report" / "report.html").write_text(page)
-    return tables, overview, page
+        target_report(results, info, settings, target)
+    report = results / "report"
+    return produce_report([report / target for target in targets], settings=settings,
+                          label_counts=results / "labels" / "label_counts.csv",
+                          html=report / "report.html", tables=report / "tables",
+                          figures=report / "figures")
 
 
 @pytest.fixture(scope="module")
@@ -440,27 +443,13 @@ def small(tmp_path):
     return tmp_path, info, grid
 
 
-def run_folders(results, target):
-    """The run folders of `target` that exist: what Snakemake hands the report as input (all
-    configured runs, or with report.allow_missing those that exist)."""
-    return sorted(path.parent for path in (results / "runs" / target).glob("*/*/*/metrics.json"))
-
-
-def build_small(results, info, settings):
-    return build_target_report(
-        "Effusion", run_folders=run_folders(results, "Effusion"), settings=settings,
-        train_settings=info["settings"],
-        label_counts=pd.read_csv(results / "labels" / "label_counts.csv"),
-        split_summary=pd.read_csv(results / "splits" / "summary.csv"),
-        lr_finder_paths=sorted((results / "lr_finder" / "Effusion").glob("*.json")))
-
-
 def test_the_image_data_check_shows_under_table_1(small):
     results, info, grid = small
     settings = settings_for(grid)
-    check = read_data_check(results / "cache" / "64" / "summary.json")
+    summary = results / "cache" / "64" / "summary.json"
+    check = read_data_check(summary)
     page_path = results / "report" / "Effusion" / "report.html"
-    write_target_report(build_small(results, info, settings), page_path, settings, check)
+    target_report(results, info, settings, cache_summary=summary)
     page = html.unescape(page_path.read_text())
     needed = check["splits"]["Effusion"]["needed"]
     text = (f"The splits need {needed:,} images: {needed:,} found as PNG files and 0 in 0 "
@@ -475,12 +464,11 @@ def test_allow_missing_reports_the_runs_that_exist_and_lists_the_others(small):
     results, info, grid = small
     shutil.rmtree(results / "runs" / "Effusion" / "mobilenet" / "triangular" / "seed1")
     settings = settings_for(grid)
-    report = build_small(results, info, settings)
+    report = target_report(results, info, settings)
     missing = report.tables["missing_runs"]
     assert missing[["policy", "seed"]].values.tolist() == [["triangular", 1]]
     assert row(report.tables["table5_results"], arch="mobilenet", policy="triangular")[
         "seeds"] == 1
-    write_target_report(report, results / "report" / "Effusion" / "report.html", settings)
     page = (results / "report" / "Effusion" / "report.html").read_text()
     assert 'id="missing"' in page and "1 configured run(s) are missing" in page
 
@@ -500,7 +488,7 @@ def test_a_damaged_run_file_is_named_in_the_error(small, damage, named):
     folder = results / "runs" / "Effusion" / "mobilenet" / "triangular" / "seed1"
     damage(folder)
     with pytest.raises(InputError, match=re.escape(str(folder / named))):
-        build_small(results, info, settings_for(grid))
+        target_report(results, info, settings_for(grid))
 
 
 def test_runs_tested_on_different_images_are_an_error(small):
@@ -511,7 +499,7 @@ def test_runs_tested_on_different_images_are_an_error(small):
     predictions.loc[0, "image_index"] = "99999999_000.png"
     predictions.to_parquet(path)
     with pytest.raises(InputError, match="different test images"):
-        build_small(results, info, settings_for(grid))
+        target_report(results, info, settings_for(grid))
 
 
 def test_identical_predictions_differ_by_exactly_zero_within_noise(small):
@@ -520,7 +508,7 @@ def test_identical_predictions_differ_by_exactly_zero_within_noise(small):
     for seed in (0, 1):
         shutil.copy(runs / "constant" / f"seed{seed}" / "predictions.parquet",
                     runs / "triangular" / f"seed{seed}" / "predictions.parquet")
-    report = build_small(results, info, settings_for(grid))
+    report = target_report(results, info, settings_for(grid))
     got = row(report.tables["table7_policies"], policy="triangular")
     assert got["delta_auroc_vs_constant"] == 0
     assert got["delta_auroc_vs_constant_ci_low"] == got["delta_auroc_vs_constant_ci_high"] == 0
@@ -536,7 +524,7 @@ def test_a_policy_sharing_anothers_runs_is_listed_with_the_same_numbers(tmp_path
     shutil.rmtree(tmp_path / "runs" / "Effusion" / "mobilenet" / "modified_triangular2")
     grid = Grid(("Effusion",), ("mobilenet",), policies, (0, 1, 2),
                 twins={"Effusion": {"modified_triangular2": "triangular2"}})
-    report = build_small(tmp_path, info, settings_for(grid))
+    report = target_report(tmp_path, info, settings_for(grid))
     assert report.tables["missing_runs"].empty
     for name in ("table5_results", "table7_policies"):
         table = report.tables[name]
@@ -555,7 +543,7 @@ def test_without_lr_finder_results_bounds_come_from_the_config(tmp_path):
                               "triangular"), seeds=(0,), lr_finder=False,
                               settings={"base_lr": 0.001, "max_lr": 0.004})
     grid = Grid(("Effusion",), ("mobilenet",), ("constant", "triangular"), (0,))
-    report = build_small(tmp_path, info, settings_for(grid))
+    report = target_report(tmp_path, info, settings_for(grid))
     clr = row(report.tables["table8_clr_parameters"], policy="triangular")
     assert clr["bounds_from"] == "config" and clr["max_lr"] == 0.004
     assert pd.isna(clr["lr_finder_max_lr"])
@@ -567,7 +555,7 @@ def test_without_lr_finder_results_bounds_come_from_the_config(tmp_path):
 def test_a_baseline_that_is_not_configured_is_noted_not_compared(small):
     results, info, grid = small
     settings = ReportSettings(grid=grid, baselines=("time_decay", "constant"), samples=100)
-    report = build_small(results, info, settings)
+    report = target_report(results, info, settings)
     table = report.tables["table7_policies"]
     assert "delta_auroc_vs_constant" in table and "delta_auroc_vs_time_decay" not in table
     assert any("time_decay" in note for note in report.notes)

@@ -11,9 +11,9 @@ a pure function of (seed, epoch) and needs no saving.
 The training job keeps the checkpoint of its last epoch after writing its outputs: only
 Snakemake knows whether it then commits them (a SIGINT to Snakemake lets the job finish, but
 leaves its outputs marked incomplete, and the rerun deletes them). A rerun that finds a
-complete checkpoint only evaluates. The checkpoint is retired by the first job that reads
-the run's outputs as its input (the target's report): Snakemake starts a job only once its
-inputs are committed.
+complete checkpoint only evaluates. The checkpoints of a target's runs are retired by their
+own job (rule retire_checkpoints, which reads the runs' outputs as its inputs): Snakemake
+starts a job only once its inputs are committed.
 """
 
 import json
@@ -96,13 +96,13 @@ class Checkpoint:
 
 
 def retire_checkpoints(run_files):
-    """Drop the checkpoints of the runs `run_files` belong to: call it only from a job that
-    reads them as inputs, whose inputs Snakemake has committed."""
-    retired = 0
+    """Drop the checkpoints of the runs `run_files` belong to and return their folders: call
+    it only from a job that reads them as inputs, whose inputs Snakemake has committed."""
+    retired = []
     for run_folder in sorted({Path(path).parent for path in run_files}):
         folder = Path(checkpoint_folder(run_folder))
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
-            retired += 1
-    if retired:
-        log.info("retired the checkpoints of %d committed run(s)", retired)
+            retired.append(str(folder))
+    log.info("retired the checkpoints of %d committed run(s)", len(retired))
+    return retired

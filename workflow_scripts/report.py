@@ -8,8 +8,9 @@ into `results/report/report.html`, with every table also as one CSV under
 `results/report/tables/` and the overview figures under `results/report/figures/`; it adds
 the comparisons across targets: published AUROCs beside ours, and each approach's cost.
 
-The runs come from `report_runs`, the statistics across seeds from `report_statistics`, the
-numbers from `report_tables`, `report_metrics` and `report_published`, the figures from
+`produce_target_report` and `produce_report` do each job from paths to paths; the rules,
+the tests and the benchmark call them. The runs come from `report_runs`, the statistics
+across seeds from `report_statistics`, the numbers from `report_tables`, `report_metrics` and `report_published`, the figures from
 `report_figures` and `report_result_figures`, the written summary from `report_text`, and
 the page from `report_html`.
 """
@@ -22,7 +23,6 @@ import pandas as pd
 
 from workflow_scripts import report_figures as figures
 from workflow_scripts import report_result_figures as result_figures
-from workflow_scripts.checkpoint import retire_checkpoints
 from workflow_scripts.plan import Grid
 from workflow_scripts.report_contents import MIN_SEEDS_TO_JUDGE, TARGET_TABLES
 from workflow_scripts.report_drawing import policy_colors
@@ -188,6 +188,45 @@ def report_notes(settings, missing, targets):
     return notes
 
 
+REPORT_TITLE = "Learning-rate policies on chest X-rays: comparison report"
+
+
+def produce_target_report(target, *, run_folders, settings, train_settings, label_counts,
+                          split_summary, html, lr_finder_paths=(), cache_summary=None):
+    """Read one target's runs and the data tables at these paths, and write its report at
+    `html` (tables and figures beside it, see `write_target_report`); returns the
+    TargetReport. `cache_summary` is the image cache's summary.json, shown under Table 1."""
+    report = build_target_report(
+        target, run_folders=run_folders, settings=settings, train_settings=train_settings,
+        label_counts=pd.read_csv(label_counts), split_summary=pd.read_csv(split_summary),
+        lr_finder_paths=lr_finder_paths)
+    write_target_report(report, html, settings,
+                        read_data_check(cache_summary) if cache_summary else None)
+    log.info("%s: %d runs reported, %d missing", target,
+             int(report.tables["table5_results"]["seeds"].sum()),
+             len(report.tables["missing_runs"]))
+    return report
+
+
+def produce_report(target_folders, *, settings, label_counts, html, tables, figures,
+                   cache_summary=None):
+    """The whole report from the target reports in `target_folders` (as
+    `produce_target_report` wrote them) and the label counts at `label_counts`: the page at
+    `html`, every table as a CSV in `tables`, the overview figures in `figures`. Returns
+    (tables, overview figures, page)."""
+    target_reports = [read_target_report(folder) for folder in target_folders]
+    all_tables, overview = build_report(target_reports, pd.read_csv(label_counts), settings)
+    write_tables(all_tables, tables)
+    write_figures(overview, figures)
+    notes = report_notes(settings, all_tables["missing_runs"], settings.grid.targets)
+    page = render_html(REPORT_TITLE, settings, all_tables,
+                       {target.target: target.figures for target in target_reports}, overview,
+                       notes, read_data_check(cache_summary) if cache_summary else None)
+    Path(html).write_text(page)
+    log.info("report of %d targets written to %s", len(target_reports), html)
+    return all_tables, overview, page
+
+
 def write_target_report(report, html_path, settings, data_check=None):
     """report.html, tables/*.csv and figures/*.png in the folder of `html_path`; the image
     cache's `data_check` (its summary.json) shows under Table 1."""
@@ -266,37 +305,24 @@ def report_settings(params):
 
 
 def write_target(snakemake):
-    settings = report_settings(snakemake.params)
-    target = snakemake.wildcards.target
-    report = build_target_report(
-        target, run_folders=sorted({Path(path).parent for path in snakemake.input.runs}),
-        settings=settings,
+    produce_target_report(
+        snakemake.wildcards.target,
+        run_folders=sorted({Path(path).parent for path in snakemake.input.runs}),
+        settings=report_settings(snakemake.params),
         train_settings=snakemake.params.train_settings,
-        label_counts=pd.read_csv(snakemake.input.label_counts),
-        split_summary=pd.read_csv(snakemake.input.split_summary),
-        lr_finder_paths=[p for p in snakemake.input.lr_finder if p.endswith(".json")])
-    write_target_report(report, snakemake.output.html, settings,
-                        read_data_check(snakemake.input.cache_summary))
-    log.info("%s: %d runs reported, %d missing", target,
-             int(report.tables["table5_results"]["seeds"].sum()),
-             len(report.tables["missing_runs"]))
-    retire_checkpoints(snakemake.input.runs)  # committed inputs: their checkpoints can go
+        label_counts=snakemake.input.label_counts, split_summary=snakemake.input.split_summary,
+        html=snakemake.output.html,
+        lr_finder_paths=[p for p in snakemake.input.lr_finder if p.endswith(".json")],
+        cache_summary=snakemake.input.cache_summary)
 
 
 def write_report(snakemake):
-    settings = report_settings(snakemake.params)
-    target_reports = [read_target_report(Path(path).parent)
-                      for path in snakemake.input.target_reports]
-    tables, overview = build_report(target_reports, pd.read_csv(snakemake.input.label_counts),
-                                    settings)
-    write_tables(tables, snakemake.output.tables)
-    write_figures(overview, Path(snakemake.output.policy_overview).parent)
-    notes = report_notes(settings, tables["missing_runs"], settings.grid.targets)
-    Path(snakemake.output.html).write_text(render_html(
-        "Learning-rate policies on chest X-rays: comparison report", settings, tables,
-        {report.target: report.figures for report in target_reports}, overview, notes,
-        read_data_check(snakemake.input.cache_summary)))
-    log.info("report of %d targets written to %s", len(target_reports), snakemake.output.html)
+    produce_report([Path(path).parent for path in snakemake.input.target_reports],
+                   settings=report_settings(snakemake.params),
+                   label_counts=snakemake.input.label_counts, html=snakemake.output.html,
+                   tables=snakemake.output.tables,
+                   figures=Path(snakemake.output.policy_overview).parent,
+                   cache_summary=snakemake.input.cache_summary)
 
 
 ENTRIES = {"report_target": write_target, "report": write_report}

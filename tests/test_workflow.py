@@ -141,7 +141,9 @@ def test_local_run_of_the_test_config_end_to_end(workflow):
     assert set(table8["bounds_from"]) == {"config"}
     assert table8["lr_finder_check"].notna().all()
     assert not list((results / "checkpoints").rglob("state.json")), \
-        "the reports retire the checkpoints of the runs they read"
+        "rule retire_checkpoints retires the checkpoints of the finished runs"
+    retired = (results / "checkpoints" / "Effusion" / "retired.txt").read_text().split()
+    assert "results/checkpoints/Effusion/mobilenet/triangular/seed0" in retired
     again = run_snakemake(workflow, "--cores", 2, "--configfile", "config/test.yaml")
     assert "Nothing to be done" in again.stdout
     # After a TIMEOUT or OUT_OF_MEMORY a user gives the jobs more: nothing finished reruns.

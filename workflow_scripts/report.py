@@ -10,9 +10,9 @@ the comparisons across targets: published AUROCs beside ours, and each approach'
 
 `produce_target_report` and `produce_report` do each job from paths to paths; the rules,
 the tests and the benchmark call them. The runs come from `report_runs`, the statistics
-across seeds from `report_statistics`, the numbers from `report_tables`, `report_metrics` and `report_published`, the figures from
-`report_figures` and `report_result_figures`, the written summary from `report_text`, and
-the page from `report_html`.
+across seeds from `report_statistics`, the numbers from `report_tables`, `report_metrics`
+and `report_published`, the figures from `report_figures` and `report_result_figures`, the
+written summary from `report_text`, and the page from `report_html`.
 """
 
 import json

@@ -30,15 +30,9 @@ from workflow_scripts.labels import DISEASES  # noqa: E402
 from workflow_scripts.policies import POLICIES  # noqa: E402
 from workflow_scripts.report import (  # noqa: E402
     ReportSettings,
-    build_report,
-    build_target_report,
-    read_target_report,
-    report_notes,
-    write_figures,
-    write_tables,
-    write_target_report,
+    produce_report,
+    produce_target_report,
 )
-from workflow_scripts.report_html import render_html  # noqa: E402
 from workflow_scripts.report_paper import paper_numbers  # noqa: E402
 from workflow_scripts.plan import Grid  # noqa: E402
 
@@ -85,12 +79,12 @@ def report_one_target(target, results, settings):
                       for t in settings.grid.targets}
     run_folders = sorted(path.parent for path in
                          (results / "runs" / target).glob("*/*/*/metrics.json"))
-    report = build_target_report(
+    produce_target_report(
         target, run_folders=run_folders, settings=settings, train_settings=train_settings,
-        label_counts=pd.read_csv(results / "labels" / "label_counts.csv"),
-        split_summary=pd.read_csv(results / "splits" / "summary.csv"),
+        label_counts=results / "labels" / "label_counts.csv",
+        split_summary=results / "splits" / "summary.csv",
+        html=results / "report" / target / "report.html",
         lr_finder_paths=sorted((results / "lr_finder" / target).glob("*.json")))
-    write_target_report(report, results / "report" / target / "report.html", settings)
     return time.perf_counter() - started
 
 
@@ -111,15 +105,11 @@ def main():
                                               [results] * len(DISEASES),
                                               [settings] * len(DISEASES)), strict=True))
     targets_done = time.perf_counter()
-    label_counts = pd.read_csv(results / "labels" / "label_counts.csv")
-    reports = [read_target_report(results / "report" / target) for target in DISEASES]
-    tables, overview = build_report(reports, label_counts, settings)
-    write_tables(tables, results / "report" / "tables")
-    write_figures(overview, results / "report" / "figures")
-    page = render_html("Comparison report", settings, tables,
-                       {report.target: report.figures for report in reports}, overview,
-                       report_notes(settings, tables["missing_runs"], DISEASES))
-    (results / "report" / "report.html").write_text(page)
+    report = results / "report"
+    tables, _, page = produce_report(
+        [report / target for target in DISEASES], settings=settings,
+        label_counts=results / "labels" / "label_counts.csv", html=report / "report.html",
+        tables=report / "tables", figures=report / "figures")
     finished = time.perf_counter()
 
     runs = int(tables["table5_results"]["seeds"].sum())

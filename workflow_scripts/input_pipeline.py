@@ -87,14 +87,6 @@ def gather_batch(images, data):
     return gather
 
 
-# Fixed parallelism, not tf.data's autotuning: a batch is a gather of cache rows, so two
-# batches loading and two ready keep any device fed. The autotuner's background thread also
-# made the end of every `fit` (deleting its iterator) wait for the thread's next wake-up,
-# 20 to 50 seconds on a CPU job.
-LOADING_BATCHES = 2
-READY_BATCHES = 2
-
-
 def as_batches(positions, images, data):
     size, outputs = images.shape[1], data.labels.shape[1]
 
@@ -106,10 +98,7 @@ def as_batches(positions, images, data):
         batch_labels.set_shape((None, outputs))
         return batch_images, batch_labels
 
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return (positions.map(load, num_parallel_calls=LOADING_BATCHES).prefetch(READY_BATCHES)
-            .with_options(options))
+    return positions.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def training_dataset(images, data, batch_size, seed, first_epoch, epochs):
@@ -122,13 +111,13 @@ def training_dataset(images, data, batch_size, seed, first_epoch, epochs):
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
 
     positions = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_positions)
-    return as_batches(positions, images, data)
+    return as_batches(positions, images, data).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluation_dataset(images, data, batch_size):
     """Batches in split order, for validation, test predictions and the benchmark."""
     positions = tf.data.Dataset.range(len(data)).batch(batch_size)
-    return as_batches(positions, images, data)
+    return as_batches(positions, images, data).prefetch(tf.data.AUTOTUNE)
 
 
 def steps_per_epoch(data, batch_size, target="target"):

@@ -22,9 +22,13 @@ from workflow_scripts.metrics import summarize_multilabel, summarize_predictions
 from workflow_scripts.policies import POLICIES, REGISTRY, schedule_params
 from workflow_scripts.runs import FILES, RUN, prediction_frame, write_run
 
-# How well each policy separates the classes (logit shift of positives over negatives).
-DEFAULT_SKILL = {"constant": 1.0, "time_decay": 1.1, "triangular": 1.6, "triangular2": 1.3,
-                 "exp_range": 1.2, "modified_triangular2": 1.4, "one_cycle": 1.5}
+# How well each policy separates the classes (logit shift of positives over negatives): the
+# tests rely on triangular being the best of the paper's policies; a policy added to the
+# registry since separates as well as constant unless a test gives it a skill (`skill=`).
+PAPER_SKILL = {"constant": 1.0, "time_decay": 1.1, "triangular": 1.6, "triangular2": 1.3,
+               "exp_range": 1.2, "modified_triangular2": 1.4, "one_cycle": 1.5}
+DEFAULT_SKILL = {policy: PAPER_SKILL.get(policy, PAPER_SKILL["constant"])
+                 for policy in REGISTRY}
 SECONDS_PER_EPOCH = {"mobilenet": 2.0, "densenet121": 5.0, "alexnet": 1.5}
 SETTINGS = {"batch_size": 16, "optimizer": "sgd", "momentum": 0.9, "learning_rate": 0.01,
             "decay": 0.0005, "base_lr": None, "max_lr": None, "step_size_epochs": 2,

@@ -17,7 +17,7 @@ from workflow_scripts.labels import DISEASES
 
 RULES = {"demo_dataset", "parse_metadata", "make_split", "split_summary", "build_image_cache",
          "pretraining_split", "pretrain_backbone", "lr_finder", "train", "report_target",
-         "report", "all"}
+         "report", "retire_checkpoints", "all"}
 
 
 @pytest.fixture

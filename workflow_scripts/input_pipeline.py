@@ -87,6 +87,14 @@ def gather_batch(images, data):
     return gather
 
 
+# Fixed parallelism, not tf.data's autotuning: a batch is a gather of cache rows, so two
+# batches loading and two ready keep any device fed. The autotuner's background thread also
+# made the end of every `fit` (deleting its iterator) wait for the thread's next wake-up,
+# 20 to 50 seconds on a CPU job.
+LOADING_BATCHES = 2
+READY_BATCHES = 2
+
+
 def as_batches(positions, images, data):
     size, outputs = images.shape[1], data.labels.shape[1]
 
@@ -98,7 +106,10 @@ def as_batches(positions, images, data):
         batch_labels.set_shape((None, outputs))
         return batch_images, batch_labels
 
-    return positions.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return (positions.map(load, num_parallel_calls=LOADING_BATCHES).prefetch(READY_BATCHES)
+            .with_options(options))
 
 
 def training_dataset(images, data, batch_size, seed, first_epoch, epochs):
@@ -111,13 +122,13 @@ def training_dataset(images, data, batch_size, seed, first_epoch, epochs):
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
 
     positions = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_positions)
-    return as_batches(positions, images, data).prefetch(tf.data.AUTOTUNE)
+    return as_batches(positions, images, data)
 
 
 def evaluation_dataset(images, data, batch_size):
     """Batches in split order, for validation, test predictions and the benchmark."""
     positions = tf.data.Dataset.range(len(data)).batch(batch_size)
-    return as_batches(positions, images, data).prefetch(tf.data.AUTOTUNE)
+    return as_batches(positions, images, data)
 
 
 def steps_per_epoch(data, batch_size, target="target"):

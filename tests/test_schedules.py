@@ -2,15 +2,14 @@
 
 import json
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from repository import schema
 
 from workflow_scripts.labels import TARGETS
 from workflow_scripts.policies import (
@@ -247,15 +246,37 @@ def test_schedule_params_picks_exactly_what_each_policy_takes(policy):
     assert make_schedule(policy, **params).get_config() is not None
 
 
-def test_every_schedule_parameter_comes_from_a_declared_setting():
-    schema = yaml.safe_load((Path(__file__).parents[1] / "config" / "schema.yaml").read_text())
-    declared = schema["$defs"]["train_settings"]["properties"]
-    from_settings = {"step_size": "step_size_epochs"}
-    for policy in POLICIES:
-        required, optional = parameters(policy)
-        for name in set(required + optional) - {"total_steps"}:
-            assert from_settings.get(name, name) in declared, (policy, name)
-            assert from_settings.get(name, name) in PAPER_SETTINGS, (policy, name)
+class ReadSettings(dict):
+    """Settings that remember which keys were read."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_setting_a_policy_reads_is_declared_and_required_ones_name_themselves(policy):
+    declared = schema()["$defs"]["train_settings"]["properties"]
+    settings_ = ReadSettings(PAPER_SETTINGS)
+    params = schedule_params(policy, settings_, steps_per_epoch=541, total_epochs=36)
+    assert settings_.read and settings_.read <= set(declared), settings_.read - set(declared)
+    for key in settings_.read:
+        # A renamed or dropped key: an error naming it, or the policy's own default.
+        renamed = {k: v for k, v in PAPER_SETTINGS.items() if k != key}
+        try:
+            without = schedule_params(policy, renamed, steps_per_epoch=541, total_epochs=36)
+        except ValueError as error:
+            assert repr(key) in str(error)
+        else:
+            assert set(without) == set(params) - {key}
 
 
 def test_schedule_params_reports_a_missing_setting_by_its_key():
@@ -402,10 +423,10 @@ def test_each_policy_is_one_class_that_evaluates_with_numpy_and_keras_alike():
 
 
 def test_the_schema_lists_exactly_the_registered_policies_and_the_targets():
-    schema = yaml.safe_load((Path(__file__).parents[1] / "config" / "schema.yaml").read_text())
-    assert tuple(schema["$defs"]["policy"]["enum"]) == POLICIES
-    assert tuple(schema["$defs"]["target"]["enum"]) == TARGETS
-    assert schema["properties"]["policies"]["default"] == list(POLICIES)
+    declared = schema()
+    assert tuple(declared["$defs"]["policy"]["enum"]) == POLICIES
+    assert tuple(declared["$defs"]["target"]["enum"]) == TARGETS
+    assert declared["properties"]["policies"]["default"] == list(POLICIES)
 
 
 @settings(max_examples=60, deadline=None)

@@ -22,13 +22,16 @@ so each cycle starts at `base_lr`, peaks at `base_lr + (max_lr - base_lr) * scal
 `step_size` steps and is back at `base_lr` after `2 * step_size` steps.
 
 The paper states step sizes in epochs ("step size 2" = two epochs); `steps_from_epochs` is the
-one place where epochs become optimizer steps, and `schedule_params` turns the workflow's flat
-training settings into a policy's keyword arguments.
+one place where epochs become optimizer steps. Each class says in `arguments` which training
+settings (config `train`) it reads and how, as timm's scheduler factory names its arguments:
+renaming a config key is then an error naming the key, never a silently different schedule.
+`schedule_params` looks the policy up and asks it.
 """
 
 import inspect
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -58,6 +61,12 @@ class Policy(ABC):
     def __call__(self, step, ops=np):
         """The learning rate at float `step` (a number or an array/tensor of them)."""
 
+    @classmethod
+    @abstractmethod
+    def arguments(cls, settings, length):
+        """This policy's keyword arguments for a run of `length` (a RunLength) with these
+        training `settings`; `required_setting` and `optional_settings` read them."""
+
     def get_config(self):
         required, optional = parameters(self.name)
         return {name: getattr(self, name) for name in required + optional}
@@ -80,6 +89,10 @@ class ConstantLearningRate(Policy):
     def __call__(self, step, ops=np):
         return ops.ones_like(step) * self.learning_rate
 
+    @classmethod
+    def arguments(cls, settings, length):
+        return {"learning_rate": required_setting(cls.name, settings, "learning_rate")}
+
 
 class TimeDecay(Policy):
     """Keras 2's optimizer `decay`: `lr(step) = learning_rate / (1 + decay * step)`.
@@ -96,6 +109,11 @@ class TimeDecay(Policy):
 
     def __call__(self, step, ops=np):
         return self.learning_rate / (1.0 + self.decay * step)
+
+    @classmethod
+    def arguments(cls, settings, length):
+        return {"learning_rate": required_setting(cls.name, settings, "learning_rate"),
+                "decay": required_setting(cls.name, settings, "decay")}
 
     @classmethod
     def same_schedule_as(cls, settings):
@@ -130,6 +148,13 @@ class CyclicalLearningRate(Policy):
         wave = ops.maximum(0.0, 1.0 - x)
         amplitude = self.max_lr - self.base_lr
         return self.base_lr + amplitude * wave * self.scale(cycle, step, ops)
+
+    @classmethod
+    def arguments(cls, settings, length):
+        step_size_epochs = required_setting(cls.name, settings, "step_size_epochs")
+        return {"base_lr": required_setting(cls.name, settings, "base_lr"),
+                "max_lr": required_setting(cls.name, settings, "max_lr"),
+                "step_size": steps_from_epochs(step_size_epochs, length.steps_per_epoch)}
 
 
 class Triangular(CyclicalLearningRate):
@@ -174,6 +199,11 @@ class ExpRange(CyclicalLearningRate):
         return ops.exp(step * self.log_gamma)
 
     @classmethod
+    def arguments(cls, settings, length):
+        return {**super().arguments(settings, length),
+                "gamma": required_setting(cls.name, settings, "gamma")}
+
+    @classmethod
     def same_schedule_as(cls, settings):
         return "triangular" if settings["gamma"] == 1 else None
 
@@ -196,6 +226,11 @@ class ModifiedTriangular2(CyclicalLearningRate):
     def scale(self, cycle, step, ops):
         cycle_in_block = ops.mod(cycle - 1.0, float(self.reset_cycles))
         return ops.power(2.0, -ops.minimum(cycle_in_block, MAX_HALVINGS))
+
+    @classmethod
+    def arguments(cls, settings, length):
+        return {**super().arguments(settings, length),
+                **optional_settings(settings, "reset_cycles")}
 
     @classmethod
     def same_schedule_as(cls, settings):
@@ -248,6 +283,13 @@ class OneCycle(Policy):
         warming = cosine_anneal(self.initial_lr, self.max_lr, warmup_fraction, ops)
         annealing = cosine_anneal(self.max_lr, self.final_lr, anneal_fraction, ops)
         return ops.where(step <= self.peak_step, warming, annealing)
+
+    @classmethod
+    def arguments(cls, settings, length):
+        # The annealing ends with the run, so its length comes from the run, not a setting.
+        return {"max_lr": required_setting(cls.name, settings, "max_lr"),
+                "total_steps": length.steps_per_epoch * length.epochs,
+                **optional_settings(settings, "div_factor", "final_div_factor", "pct_start")}
 
 
 def cosine_anneal(start, end, fraction, ops):
@@ -313,34 +355,31 @@ def steps_from_epochs(step_size_epochs, steps_per_epoch):
     return max(1, math.floor(step_size_epochs * steps_per_epoch + 0.5))
 
 
-# Parameters that are not training settings of the same name: the step size is set in
-# epochs, the total steps follow from the run's length.
-SETTING_OF = {"step_size": "step_size_epochs", "total_steps": None}
+@dataclass(frozen=True)
+class RunLength:
+    """How long a run is: optimizer steps per epoch, and epochs."""
+
+    steps_per_epoch: int
+    epochs: int
+
+
+def required_setting(policy, settings, key):
+    """`settings[key]`; a missing or None value is an error naming the key (and, for an LR
+    bound, where the bound comes from)."""
+    value = settings.get(key)
+    if value is None:
+        hint = (" (null means the LR finder's bound; fill it in from its result first)"
+                if key in ("base_lr", "max_lr") else "")
+        raise InputError(f"Policy {policy!r} needs setting {key!r}, got None{hint}.")
+    return value
+
+
+def optional_settings(settings, *keys):
+    """The `keys` that `settings` sets (not None); the others keep the policy's default."""
+    return {key: settings[key] for key in keys if settings.get(key) is not None}
 
 
 def schedule_params(policy, settings, steps_per_epoch, total_epochs):
-    """The keyword arguments of `policy` picked from flat training `settings`.
-
-    The settings named as its parameters (see `SETTING_OF`) are read, others (epochs,
-    batch_size, optimizer, ...) are left to other stages, and a value of None counts as
-    absent. `step_size_epochs` becomes `step_size` through `steps_from_epochs`;
-    `total_steps = steps_per_epoch * total_epochs`. A setting the policy needs but `settings`
-    lacks is an error naming that key.
-    """
-    required, optional = parameters(policy)
-    params = {}
-    for name in required + optional:
-        setting = SETTING_OF.get(name, name)
-        if name == "total_steps":
-            value = steps_per_epoch * total_epochs
-        else:
-            value = settings.get(setting)
-            if name == "step_size" and value is not None:
-                value = steps_from_epochs(value, steps_per_epoch)
-        if value is not None:
-            params[name] = value
-        elif name in required:
-            hint = (" (null means the LR finder's bound; fill it in from its result first)"
-                    if name in ("base_lr", "max_lr") else "")
-            raise InputError(f"Policy {policy!r} needs setting {setting!r}, got None{hint}.")
-    return params
+    """The keyword arguments of `policy` for a run of `total_epochs` epochs of
+    `steps_per_epoch` steps, read from its training `settings` by the policy's `arguments`."""
+    return REGISTRY[policy].arguments(settings, RunLength(steps_per_epoch, total_epochs))

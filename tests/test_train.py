@@ -8,25 +8,18 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from snakemake.utils import validate
+from repository import schema_config
 from tiny_data import write_tiny_target
 
 from workflow_scripts.configuration import computation_settings
 from workflow_scripts.labels import DISEASES, MULTILABEL
 from workflow_scripts.runs import FILES, HISTORY_COLUMNS, MODEL_FILE
-from workflow_scripts.train import train_run
+from workflow_scripts.train import RunInputs, RunKey, RunSettings, train_run
 
 pytestmark = pytest.mark.slow  # most tests here train real models
 METRICS_CONTRACT = {"accuracy", "auroc", "auroc_ci_low", "auroc_ci_high", "sensitivity",
                     "specificity", "f1", "epochs", "train_seconds", "images_per_second",
                     "epochs_to_target"}
-
-
-def schema_config(**changes):
-    """The full config the workflow would see: schema defaults plus `changes` per section."""
-    config = {"targets": ["Effusion"], **{key: dict(value) for key, value in changes.items()}}
-    validate(config, "config/schema.yaml")
-    return config
 
 
 def run_paths(folder, save_model=False):
@@ -47,12 +40,10 @@ def tiny_run(tmp_path, arch, policy, epochs=2, target="Effusion", head="paper",
         # AUROC of such a run clears a bar is down to rounding.
         model={"mobilenet_alpha": 0.25, "batch_norm_momentum": 0.9, "head": head},
         metrics={"bootstrap_samples": 200})
-    return train_run(split=split, cache_images=images, cache_index=index,
-                     checkpoint_dir=tmp_path / "checkpoint", arch=arch, policy=policy, seed=0,
-                     settings=computation_settings(config["train"]),
-                     model_settings=config["model"],
-                     metrics_settings=config["metrics"], image_size=32, threads=1,
-                     target=target)
+    return train_run(RunKey(target, arch, policy, 0), RunInputs(split, images, index),
+                     RunSettings(computation_settings(config["train"]), config["model"],
+                                 config["metrics"], image_size=32),
+                     checkpoint_dir=tmp_path / "checkpoint", threads=1)
 
 
 @pytest.mark.parametrize("arch", ["mobilenet", "densenet121", "alexnet"])

@@ -161,92 +161,169 @@ class RunResult:
                   metrics=self.metrics, model=self.model if "model" in paths else None)
 
 
-def train_run(*, split, cache_images, cache_index, checkpoint_dir, arch, policy, seed,
-              settings, model_settings, metrics_settings, image_size, lr_finder=None,
-              threads=1, gpus=1, target="target"):
-    """Train (or resume) one run and evaluate it on the test split.
+@dataclass(frozen=True)
+class RunKey:
+    """Which run: one target x architecture x policy x seed of the plan."""
 
-    `settings` are the train settings that decide what the run computes (see
-    configuration.computation_settings); the job's `threads` and `gpus` are given apart.
-    Returns a RunResult, or None when a SIGTERM stopped the run (its checkpoint is kept for
-    the retry).
-    """
-    device = device_settings.configure(settings, threads, gpus, seed)
-    settings = with_lr_finder_bounds(policy, settings, lr_finder)
-    images, parts = load_target(split, cache_images, cache_index, target)
-    train, val, test = parts["train"], parts["val"], parts["test"]
-    batch_size, epochs = settings["batch_size"], settings["epochs"]
-    steps = steps_per_epoch(train, batch_size, target)
-    params = schedule_params(policy, settings, steps, epochs)
-    schedule = make_schedule(policy, **params)
-    # What the run computes, so that a retry with more time, memory or GPUs resumes.
+    target: str
+    arch: str
+    policy: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """The files a run reads; `lr_finder` is the target's range-test result, or None."""
+
+    split: str
+    cache_images: str
+    cache_index: str
+    lr_finder: str | None = None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What decides a run's numbers: the train settings (configuration.computation_settings),
+    the model and metrics settings, and the image size. Threads and GPUs are the job's."""
+
+    train: dict
+    model: dict
+    metrics: dict
+    image_size: int
+
+
+@dataclass
+class PreparedRun:
+    """A run before any model exists: its device, data, schedule and checkpoint."""
+
+    key: RunKey
+    settings: RunSettings  # train settings with the LR-finder bounds filled in
+    device: object
+    images: np.ndarray
+    parts: dict  # "train", "val", "test" -> the split's part
+    steps: int  # optimizer steps per epoch
+    params: dict  # the schedule's parameters
+    schedule: object
+    checkpoint: Checkpoint
+
+    @property
+    def epochs(self):
+        return self.settings.train["epochs"]
+
+    @property
+    def batch_size(self):
+        return self.settings.train["batch_size"]
+
+
+def prepare(key, inputs, settings, checkpoint_dir, threads=1, gpus=1):
+    """The run's device, data, schedule and checkpoint (named by what the run computes, so
+    that a retry with more time, memory or GPUs resumes)."""
+    device = device_settings.configure(settings.train, threads, gpus, key.seed)
+    train_settings = with_lr_finder_bounds(key.policy, settings.train, inputs.lr_finder)
+    settings = RunSettings(train_settings, settings.model, settings.metrics, settings.image_size)
+    images, parts = load_target(inputs.split, inputs.cache_images, inputs.cache_index, key.target)
+    steps = steps_per_epoch(parts["train"], train_settings["batch_size"], key.target)
+    params = schedule_params(key.policy, train_settings, steps, train_settings["epochs"])
     checkpoint = Checkpoint(checkpoint_dir, run_fingerprint(
-        arch=arch, policy=policy, seed=seed, settings=settings, model=model_settings,
-        image_size=image_size, schedule=params, data=data_fingerprint(train, val)))
+        arch=key.arch, policy=key.policy, seed=key.seed, settings=train_settings,
+        model=settings.model, image_size=settings.image_size, schedule=params,
+        data=data_fingerprint(parts["train"], parts["val"])))
     log.info("%s %s %s seed %d on %s: %d train / %d val / %d test images, %d steps per epoch, "
-             "schedule %s", target, arch, policy, seed, device.description, len(train),
-             len(val), len(test), steps, params)
+             "schedule %s", key.target, key.arch, key.policy, key.seed, device.description,
+             len(parts["train"]), len(parts["val"]), len(parts["test"]), steps, params)
+    return PreparedRun(key, settings, device, images, parts, steps, params,
+                       make_schedule(key.policy, **params), checkpoint)
 
-    saved = checkpoint.load()
-    with device.strategy.scope():
-        if saved:
-            history, seconds = saved.history, saved.seconds
-            model = keras.models.load_model(saved.model_path)
-            restore_random_streams(model, saved.random_streams)
-            if len(history) < epochs:
-                log.info("resuming after epoch %d from %s (optimizer step %d)", len(history),
-                         saved.model_path, int(model.optimizer.iterations.numpy()))
-            else:
-                log.info("%s holds all %d epochs: evaluating only", saved.model_path, epochs)
-        else:
-            history, seconds = [], 0.0
-            model = new_model(arch, image_size, model_settings, settings, seed, device.xla,
-                              train.labels.shape[1], schedule)
 
-    recorder = EpochRecorder(checkpoint, history, seconds, schedule, epochs)
+def build(run):
+    """A new model for `run`, its optimizer on the run's schedule."""
+    key, settings = run.key, run.settings
+    return new_model(key.arch, settings.image_size, settings.model, settings.train, key.seed,
+                     run.device.xla, run.parts["train"].labels.shape[1], run.schedule)
+
+
+def resume(run):
+    """(model, history, seconds) from the run's checkpoint, or None when it has none."""
+    saved = run.checkpoint.load()
+    if not saved:
+        return None
+    model = keras.models.load_model(saved.model_path)
+    restore_random_streams(model, saved.random_streams)
+    if len(saved.history) < run.epochs:
+        log.info("resuming after epoch %d from %s (optimizer step %d)", len(saved.history),
+                 saved.model_path, int(model.optimizer.iterations.numpy()))
+    else:
+        log.info("%s holds all %d epochs: evaluating only", saved.model_path, run.epochs)
+    return model, saved.history, saved.seconds
+
+
+def fit(run, model, recorder):
+    """Train the epochs the history lacks; False when a SIGTERM stopped it (the last
+    finished epoch's checkpoint is kept for the retry)."""
+    first_epoch = len(recorder.history)
+    if first_epoch >= run.epochs:
+        return True
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: request_stop(recorder))
     try:
-        first_epoch = len(history)
-        if first_epoch < epochs:
-            model.fit(
-                training_dataset(images, train, batch_size, seed, first_epoch, epochs),
-                validation_data=evaluation_dataset(images, val, batch_size),
-                epochs=epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                callbacks=[recorder], shuffle=False,  # the dataset is shuffled per epoch
-                verbose=1 if sys.stderr.isatty() else 0,
-            )
-        if recorder.stop_requested:
-            return None
-        test_scores = predict(model, images, test, batch_size)
-        val_scores = predict(model, images, val, batch_size)
+        train, val = run.parts["train"], run.parts["val"]
+        model.fit(
+            training_dataset(run.images, train, run.batch_size, run.key.seed, first_epoch,
+                             run.epochs),
+            validation_data=evaluation_dataset(run.images, val, run.batch_size),
+            epochs=run.epochs, initial_epoch=first_epoch, steps_per_epoch=run.steps,
+            callbacks=[recorder], shuffle=False,  # the dataset is shuffled per epoch
+            verbose=1 if sys.stderr.isatty() else 0,
+        )
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+    return not recorder.stop_requested
 
+
+def evaluate(run, model, history):
+    """The finished run's record: test and validation predictions, metrics, LR per step."""
+    key, train_settings = run.key, run.settings.train
+    train, val, test = run.parts["train"], run.parts["val"], run.parts["test"]
+    test_scores = predict(model, run.images, test, run.batch_size)
+    val_scores = predict(model, run.images, val, run.batch_size)
     history_frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    predictions = prediction_frame(target, test.image_index, test.patient_id, test.labels,
+    predictions = prediction_frame(key.target, test.image_index, test.patient_id, test.labels,
                                    test_scores)
-    metrics = evaluation_metrics(target, test, test_scores, val, val_scores, metrics_settings, seed)
+    metrics = evaluation_metrics(key.target, test, test_scores, val, val_scores,
+                                 run.settings.metrics, key.seed)
     train_seconds = float(history_frame["seconds"].sum())
     metrics.update({
-        "epochs": epochs,
+        "epochs": run.epochs,
         "train_seconds": train_seconds,
-        "images_per_second": len(train) * epochs / max(train_seconds, 1e-9),
-        "device_seconds": train_seconds * max(device.gpus, 1),
-        "gpus": device.gpus,
-        "device": device.description,
+        "images_per_second": len(train) * run.epochs / max(train_seconds, 1e-9),
+        "device_seconds": train_seconds * max(run.device.gpus, 1),
+        "gpus": run.device.gpus,
+        "device": run.device.description,
         "train_accuracy": float(history_frame["accuracy"].iloc[-1]),
         "best_val_accuracy": float(history_frame["val_accuracy"].max()),
-        "target_accuracy": settings["target_accuracy"],
+        "target_accuracy": train_settings["target_accuracy"],
         "epochs_to_target": epochs_to_target(history_frame["val_accuracy"],
-                                             settings["target_accuracy"]),
+                                             train_settings["target_accuracy"]),
         "n_train": len(train), "n_val": len(val),
-        "settings": {"target": target, "arch": arch, "policy": policy, "seed": seed,
-                     "batch_size": batch_size, "steps_per_epoch": steps,
-                     "optimizer": settings["optimizer"], "momentum": settings["momentum"],
-                     "schedule": params},
+        "settings": {"target": key.target, "arch": key.arch, "policy": key.policy,
+                     "seed": key.seed, "batch_size": run.batch_size,
+                     "steps_per_epoch": run.steps, "optimizer": train_settings["optimizer"],
+                     "momentum": train_settings["momentum"], "schedule": run.params},
     })
-    return RunResult(history_frame, lr_per_step(schedule, history, steps), predictions, metrics,
-                     model)
+    return RunResult(history_frame, lr_per_step(run.schedule, history, run.steps), predictions,
+                     metrics, model)
+
+
+def train_run(key, inputs, settings, checkpoint_dir, threads=1, gpus=1):
+    """Train (or resume) one run and evaluate it on the test split: prepare, build or resume,
+    fit, evaluate. Returns a RunResult, or None when a SIGTERM stopped the run (its
+    checkpoint is kept for the retry)."""
+    run = prepare(key, inputs, settings, checkpoint_dir, threads, gpus)
+    with run.device.strategy.scope():
+        model, history, seconds = resume(run) or (build(run), [], 0.0)
+    recorder = EpochRecorder(run.checkpoint, history, seconds, run.schedule, run.epochs)
+    if not fit(run, model, recorder):
+        return None
+    return evaluate(run, model, recorder.history)
 
 
 def request_stop(recorder):
@@ -256,24 +333,14 @@ def request_stop(recorder):
 
 
 def main(snakemake):
-    lr_finder = snakemake.input.get("lr_finder") or None
     result = train_run(
-        split=snakemake.input.split,
-        cache_images=snakemake.input.cache_images,
-        cache_index=snakemake.input.cache_index,
-        checkpoint_dir=snakemake.params.checkpoint,
-        arch=snakemake.wildcards.arch,
-        policy=snakemake.wildcards.policy,
-        seed=int(snakemake.wildcards.seed),
-        settings=snakemake.params.settings,
-        model_settings=snakemake.params.model,
-        metrics_settings=snakemake.params.metrics,
-        image_size=snakemake.params.image_size,
-        lr_finder=lr_finder,
-        threads=snakemake.threads,
-        gpus=snakemake.resources.gpu,
-        target=snakemake.wildcards.target,
-    )
+        RunKey(snakemake.wildcards.target, snakemake.wildcards.arch,
+               snakemake.wildcards.policy, int(snakemake.wildcards.seed)),
+        RunInputs(snakemake.input.split, snakemake.input.cache_images,
+                  snakemake.input.cache_index, snakemake.input.get("lr_finder") or None),
+        RunSettings(snakemake.params.settings, snakemake.params.model, snakemake.params.metrics,
+                    snakemake.params.image_size),
+        snakemake.params.checkpoint, threads=snakemake.threads, gpus=snakemake.resources.gpu)
     if result is None:
         sys.exit(EXIT_PREEMPTED)
     result.write(dict(snakemake.output.items()))

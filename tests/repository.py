@@ -1,4 +1,5 @@
-"""Run the workflow in a scratch copy, so that tests never touch the checkout's results/."""
+"""The repository under test: where it is, its config schema, and its workflow run in a
+scratch copy, so that tests never touch the checkout's results/."""
 
 import os
 import shutil
@@ -6,7 +7,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+from snakemake.utils import validate
+
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "config" / "schema.yaml"
+
+
+def schema():
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def with_schema_defaults(config):
+    """`config` validated, with the schema's defaults filled in (in place; returned)."""
+    validate(config, str(SCHEMA))
+    return config
+
+
+def schema_config(**changes):
+    """The full config the workflow would see for Effusion: schema defaults plus `changes`
+    per section."""
+    return with_schema_defaults(
+        {"targets": ["Effusion"], **{key: dict(value) for key, value in changes.items()}})
 WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "config", "envs", "profiles",
                   "report")
 

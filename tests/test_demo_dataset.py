@@ -1,10 +1,10 @@
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
+from repository import SCHEMA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
@@ -283,7 +283,7 @@ def test_an_interrupted_run_leaves_no_csv(tmp_path, monkeypatch):
 def test_bad_settings_are_named_by_the_config_check(settings, named):
     with pytest.raises(InputError, match=re.escape(named)):
         check_config({"targets": ["Effusion"], "demo": settings},
-                     str(Path(__file__).parents[1] / "config" / "schema.yaml"))
+                     str(SCHEMA))
 
 
 # --- the Snakemake entry ---------------------------------------------------------------------

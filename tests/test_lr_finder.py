@@ -145,7 +145,7 @@ def test_the_loss_of_learning_nothing_is_the_mean_entropy_of_each_outputs_share(
 
 @pytest.mark.slow
 def test_the_papers_head_on_a_tiny_target_reads_the_data_loss_and_checks_its_pick(tmp_path):
-    from test_train import schema_config
+    from repository import schema_config
     from tiny_data import write_tiny_target
 
     from workflow_scripts.lr_bounds import CheckSettings

@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -6,7 +5,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from snakemake.utils import validate
+from repository import REPO, with_schema_defaults
 
 from workflow_scripts.labels import DISEASES, LABELS, MULTILABEL, NO_FINDING
 from workflow_scripts.make_split import make_split, read_test_list, split_summary
@@ -138,9 +137,7 @@ def test_multilabel_with_the_test_list_has_exactly_the_listed_images_as_test(tmp
 
 def test_the_official_preset_puts_exactly_the_listed_images_into_every_targets_test_split(
         tmp_path):
-    repo = Path(__file__).resolve().parents[1]
-    config = yaml.safe_load((repo / "config" / "official.yaml").read_text())
-    validate(config, str(repo / "config" / "schema.yaml"))  # fills in the schema's defaults
+    config = with_schema_defaults(yaml.safe_load((REPO / "config" / "official.yaml").read_text()))
     labels = label_table(2500, 10)
     # Disjoint by patient, as NIH's list: every fourth patient's images.
     listed = set(labels.loc[labels["patient_id"] % 4 == 0, "image_index"])

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import PUBLISHED_HEADS
+from repository import REPO
 
 from workflow_scripts.parse_metadata import label_counts, parse_metadata
 
-REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".venv" / "nih-metadata"
 V2020 = "torchxrayvision/data/Data_Entry_2017_v2020.csv.gz"
 ORIGINAL_2017 = "torchxrayvision/Data_Entry_2017.csv.gz"

@@ -10,9 +10,6 @@ import json
 import math
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +17,7 @@ import pytest
 import yaml
 from fake_runs import LR_FINDER_BOUNDS, write_fake_results
 from matplotlib import image as mpimg
+from repository import REPO, run_snakemake
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
@@ -42,7 +40,6 @@ ARCHITECTURES = ("mobilenet", "alexnet")
 SEEDS = (0, 1, 2)
 BASELINES = ("constant", "time_decay")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def settings_for(grid, **changes):
@@ -589,12 +586,12 @@ def demo_grid():
 
 
 def snakemake(workdir, *arguments, configfiles=()):
-    """Snakemake on the repository's workflow in `workdir`, allowed to run the report only."""
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(workdir), "--configfile", str(REPO / "config" / "config.yaml"),
-         *map(str, configfiles), "--allowed-rules", "report", "report_target", *arguments],
-        capture_output=True, text=True, timeout=600)
+    """Snakemake on the repository's workflow in `workdir`, allowed to run the report only;
+    stdout and stderr merged."""
+    return run_snakemake(
+        workdir, "--snakefile", REPO / "Snakefile", "--configfile",
+        REPO / "config" / "config.yaml", *configfiles, "--allowed-rules", "report",
+        "report_target", *arguments, timeout=600, check=False)
 
 
 @pytest.fixture
@@ -611,13 +608,13 @@ def test_allow_missing_plans_the_report_without_the_missing_runs(demo_results):
                   / policies[-1] / f"seed{seeds[-1]}")
     refused = snakemake(demo_results, "-n", "results/report/report.html")
     assert refused.returncode != 0
-    assert "MissingInputException" in refused.stdout + refused.stderr
+    assert "MissingInputException" in refused.stdout
     # --config passes nested values as text, so the boolean comes from a config file.
     allow_missing = demo_results / "allow_missing.yaml"
     allow_missing.write_text("report:\n  allow_missing: true\n")
     planned = snakemake(demo_results, "-n", "results/report/report.html",
                         configfiles=[allow_missing])
-    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert planned.returncode == 0, planned.stdout[-3000:]
     assert re.search(r"^report_target\s+" + str(len(targets)) + "$", planned.stdout,
                      re.MULTILINE)
 
@@ -625,13 +622,13 @@ def test_allow_missing_plans_the_report_without_the_missing_runs(demo_results):
 @pytest.mark.slow
 def test_the_report_rules_and_snakemakes_report_run_on_generated_runs(demo_results):
     done = snakemake(demo_results, "--cores", "2", "results/report/report.html")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:]
     targets = demo_grid()[0]
     report = demo_results / "results" / "report"
     assert (report / targets[0] / "report.html").is_file()
     assert sorted(p.stem for p in (report / "tables").glob("*.csv")) == sorted(TABLES)
     zipped = snakemake(demo_results, "--report", "report.zip", "--",
                        "results/report/report.html")
-    assert zipped.returncode == 0, zipped.stderr[-3000:]
-    assert "ERROR" not in zipped.stderr
+    assert zipped.returncode == 0, zipped.stdout[-3000:]
+    assert "ERROR" not in zipped.stdout
     assert (demo_results / "report.zip").stat().st_size > 100_000

@@ -15,7 +15,7 @@ import uuid
 
 import pandas as pd
 import pytest
-from workflow_copy import copy_workflow, run_snakemake, snakemake_command
+from repository import copy_workflow, run_snakemake, snakemake_command
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import HEADER
-from workflow_copy import copy_workflow, run_snakemake, snakemake_command
+from repository import copy_workflow, run_snakemake, snakemake_command
 
 from workflow_scripts.labels import DISEASES
 

@@ -12,7 +12,7 @@ from workflow_scripts.weights import DEFAULT_DIR, backbone_weights_file, weight_
 
 TARGETS = config["targets"]
 ARCHITECTURES = config["architectures"]
-POLICIES = config["policies"]
+CONFIGURED_POLICIES = config["policies"]
 SEEDS = config["seeds"]
 IMAGE_SIZE = config["image_size"]
 CACHE_FILES = {
@@ -64,7 +64,7 @@ def one_of(names):
 wildcard_constraints:
     target=one_of(TARGETS),
     arch=one_of(ARCHITECTURES),
-    policy=one_of(POLICIES),
+    policy=one_of(CONFIGURED_POLICIES),
     seed=one_of(SEEDS),
     size=one_of([IMAGE_SIZE]),
 
@@ -113,7 +113,7 @@ def lr_finder_result(wildcards):
 def lr_finder_bounds_needed(target):
     """Whether a configured run of `target` takes its bounds from the LR range test."""
     settings = target_settings(target, "train")
-    return any(needs_lr_finder_bounds(policy, settings) for policy in POLICIES)
+    return any(needs_lr_finder_bounds(policy, settings) for policy in CONFIGURED_POLICIES)
 
 
 def lr_finder_results(target):
@@ -131,9 +131,11 @@ def lr_finder_results(target):
 GRID = Grid(
     tuple(TARGETS),
     tuple(ARCHITECTURES),
-    tuple(POLICIES),
+    tuple(CONFIGURED_POLICIES),
     tuple(SEEDS),
-    twins={target: twins(POLICIES, target_settings(target, "train")) for target in TARGETS},
+    twins={
+        target: twins(CONFIGURED_POLICIES, target_settings(target, "train")) for target in TARGETS
+    },
 )
 
 

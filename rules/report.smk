@@ -9,7 +9,7 @@ REPORT_PARAMS = {
     "grid": {
         "targets": TARGETS,
         "architectures": ARCHITECTURES,
-        "policies": POLICIES,
+        "policies": CONFIGURED_POLICIES,
         "seeds": SEEDS,
     },
     "report": config["report"],

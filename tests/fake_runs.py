@@ -188,7 +188,7 @@ def write_fake_results(results, *, targets=("Effusion", "Pneumothorax"),
     `test_images`, `epochs` and `steps_per_epoch` may be dicts per target. With `lr_finder`
     the cyclical runs use LR-finder bounds (LR_FINDER_BOUNDS) and the finder's files are
     written; otherwise `settings` must set base_lr and max_lr. `image_size` names the cache
-    whose data check is written (64, as config/config.yaml).
+    whose data check is written.
     """
     results = Path(results)
     skill = {**PAPER_SKILL, **(skill or {})}

@@ -579,8 +579,12 @@ def test_paper_config_sets_the_papers_numbers():
             row_["base_lr"], row_["max_lr"], row_["epochs"])
 
 
+def demo_config():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
 def demo_grid():
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = demo_config()
     return (tuple(config["targets"]), tuple(config.get("architectures", ["mobilenet"])),
             tuple(config["policies"]), tuple(config["seeds"]))
 
@@ -598,7 +602,8 @@ def snakemake(workdir, *arguments, configfiles=()):
 def demo_results(tmp_path):
     targets, architectures, policies, seeds = demo_grid()
     write_fake_results(tmp_path / "results", targets=targets, architectures=architectures,
-                       policies=policies, seeds=seeds, test_images=80)
+                       policies=policies, seeds=seeds, test_images=80,
+                       image_size=demo_config()["image_size"])
     return tmp_path
 
 

@@ -76,7 +76,7 @@ def paired_difference(values, level):
     that variance came out small by chance: with three seeds a true zero difference was
     called beyond noise in 6 to 8% of simulated comparisons at a nominal 5%. With n - 1 the
     test is a paired t-test whose variance also carries the test set's part: at or below its
-    level (1 to 4%) at three seeds and at five (tests/test_significance.py simulates both).
+    level (under 4%) at three seeds and at five (tests/test_significance.py simulates both).
     """
     return mean_over_seeds(values, level, seeds_freedom_only=True)
 

@@ -126,7 +126,7 @@ def method_text(settings, policy_rows):
         "difference keeps seeds - 1: on the same images the test set's part largely cancels, "
         "and more degrees of freedom would be earned only where the seeds' variance came out "
         "small by chance (at three seeds that called 6 to 8% of simulated true zeros beyond "
-        "noise at 5%; with seeds - 1, 1 to 4%). With one seed the interval covers the test "
+        "noise at 5%; with seeds - 1, under 4%). With one seed the interval covers the test "
         "set alone. The p-value tests a zero mean difference with the same t statistic.",
         f"Beyond noise: the p-value adjusted for multiplicity by "
         f"{MULTIPLICITY_METHODS[settings.multiplicity]} over every comparison of the target "

@@ -3,7 +3,13 @@ import re
 
 # Snakemake puts this folder on sys.path, here and in every rule script, so the
 # workflow_scripts package imports in whatever environment a job runs.
-from workflow_scripts.plan import Grid, needs_lr_finder_bounds, twins
+from workflow_scripts.plan import (
+    Grid,
+    checked_lr_scales,
+    needs_lr_finder_bounds,
+    scale_label,
+    twins,
+)
 from workflow_scripts.image_cache import CACHE
 from workflow_scripts.image_cache import FILES as CACHE_FILE_NAMES
 from workflow_scripts.report_contents import TARGET_FIGURES
@@ -14,6 +20,7 @@ TARGETS = config["targets"]
 ARCHITECTURES = config["architectures"]
 CONFIGURED_POLICIES = config["policies"]
 SEEDS = config["seeds"]
+LR_SCALES = checked_lr_scales(config["lr_scales"])
 IMAGE_SIZE = config["image_size"]
 CACHE_FILES = {
     name: f"{CACHE}/{file}".format(size=IMAGE_SIZE) for name, file in CACHE_FILE_NAMES.items()
@@ -66,6 +73,8 @@ wildcard_constraints:
     arch=one_of(ARCHITECTURES),
     policy=one_of(CONFIGURED_POLICIES),
     seed=one_of(SEEDS),
+    # Empty at scale 1: the group keeps the pattern from being empty, which means any text.
+    lr_scale=f"(?:{one_of(scale_label(scale) for scale in LR_SCALES)})",
     size=one_of([IMAGE_SIZE]),
 
 
@@ -126,8 +135,8 @@ def lr_finder_results(target):
             for arch in ARCHITECTURES for suffix in (".json", ".csv")]
 
 
-# The runs to train, one per distinct schedule: a policy with a twin (workflow_scripts.plan)
-# shares its twin's runs.
+# The runs to train, one per distinct schedule and learning-rate scale: a policy with a twin
+# (workflow_scripts.plan) shares its twin's runs.
 GRID = Grid(
     tuple(TARGETS),
     tuple(ARCHITECTURES),
@@ -136,13 +145,13 @@ GRID = Grid(
     twins={
         target: twins(CONFIGURED_POLICIES, target_settings(target, "train")) for target in TARGETS
     },
+    lr_scales=LR_SCALES,
 )
 
 
 def run_metrics():
     metrics = output_files(save_model=False)["metrics"]
-    return [metrics.format(target=target, arch=arch, policy=policy, seed=seed)
-            for target, arch, policy, seed in GRID.all_run_keys()]
+    return [metrics.format(**key.wildcards()) for key in GRID.all_run_keys()]
 
 
 def report_inputs(wildcards):
@@ -152,8 +161,8 @@ def report_inputs(wildcards):
     the one place that decides it. Rule retire_checkpoints reads the same runs."""
     run_files = list(output_files(save_model=False).values())
     runs = [
-        expand(run_files, target=target, arch=arch, policy=policy, seed=seed)
-        for target, arch, policy, seed in GRID.run_keys(wildcards.target)
+        [path.format(**key.wildcards()) for path in run_files]
+        for key in GRID.run_keys(wildcards.target)
     ]
     lr_finder = lr_finder_results(wildcards.target)
     if config["report"]["allow_missing"]:

@@ -11,6 +11,7 @@ REPORT_PARAMS = {
         "architectures": ARCHITECTURES,
         "policies": CONFIGURED_POLICIES,
         "seeds": SEEDS,
+        "lr_scales": list(LR_SCALES),
     },
     "report": config["report"],
     "twins": GRID.twins,

@@ -3,9 +3,10 @@
 `write_fake_results` fills a `results/` folder with what the report reads: label counts
 (parse_metadata), the split summary (split_summary), the image cache's data check
 (build_image_cache), LR-finder results (lr_finder) and, per
-target x architecture x policy x seed, a run folder as `workflow_scripts.train` writes it
-(history.csv, lr.csv, predictions.parquet, metrics.json). Scores are drawn so that a policy's
-`skill` sets how well it separates the classes; every metric in metrics.json is computed from
+target x architecture x policy x learning-rate scale x seed, a run folder as
+`workflow_scripts.train` writes it (history.csv, lr.csv, predictions.parquet, metrics.json).
+Scores are drawn so that a policy's `skill` sets how well it separates the classes (at a
+scale other than 1 by `scale_skill`); every metric in metrics.json is computed from
 the written predictions, so the report's numbers can be checked against them. The
 multilabel target's runs score each of the 14 diseases.
 """
@@ -19,7 +20,8 @@ import pandas as pd
 
 from workflow_scripts.labels import DISEASES, LABELS, MULTILABEL, label_columns
 from workflow_scripts.metrics import summarize_multilabel, summarize_predictions
-from workflow_scripts.policies import POLICIES, REGISTRY, schedule_params
+from workflow_scripts.plan import scale_label
+from workflow_scripts.policies import POLICIES, REGISTRY, scaled_learning_rates, schedule_params
 from workflow_scripts.runs import FILES, RUN, prediction_frame, write_run
 
 # How well each policy separates the classes (logit shift of positives over negatives): the
@@ -36,10 +38,19 @@ SETTINGS = {"batch_size": 16, "optimizer": "sgd", "momentum": 0.9, "learning_rat
 LR_FINDER_BOUNDS = {"max_lr": 0.03, "base_lr": 0.0075}
 
 
-def run_folder(target, arch, policy, seed, results):
+def run_folder(target, arch, policy, seed, results, lr_scale=1.0):
     """One run's folder, as RUN lays it out, below the results folder `results`."""
-    path = RUN.format(target=target, arch=arch, policy=policy, seed=seed)
+    path = RUN.format(target=target, arch=arch, policy=policy, seed=seed,
+                      lr_scale=scale_label(lr_scale))
     return Path(results) / Path(path).relative_to("results")
+
+
+def default_scale_skill(policy, lr_scale):
+    """A policy's skill at a learning-rate scale, relative to scale 1: best at 1, falling
+    with the square of log2(scale), the cyclical policies more slowly (they are said to
+    depend less on the learning rate)."""
+    width = 0.05 if REGISTRY[policy].bounds else 0.15
+    return max(0.1, 1.0 - width * np.log2(lr_scale) ** 2)
 
 
 def per_target(value, target):
@@ -63,8 +74,10 @@ def fake_test_set(target, n_images, seed=0):
     return test
 
 
-def fake_history(rng, epochs, final_val_accuracy, speed, lrs, steps_per_epoch, seconds):
-    """Per epoch: accuracies rising towards the final ones (faster with larger `speed`)."""
+def fake_history(rng, epochs, final_val_accuracy, speed, lrs, steps_per_epoch, seconds,
+                 val_auroc_shift=0.0):
+    """Per epoch: accuracies rising towards the final ones (faster with larger `speed`); the
+    validation AUROC 0.05 above the validation accuracy, plus `val_auroc_shift`."""
     epoch = np.arange(1, epochs + 1)
     progress = 1 - np.exp(-3.0 * speed * epoch / epochs)
     progress = progress / progress[-1]
@@ -74,16 +87,17 @@ def fake_history(rng, epochs, final_val_accuracy, speed, lrs, steps_per_epoch, s
     return pd.DataFrame({
         "epoch": epoch, "loss": loss, "accuracy": accuracy, "auroc": np.clip(accuracy + 0.05, 0, 1),
         "val_loss": loss + 0.05, "val_accuracy": np.clip(val_accuracy, 0, 1),
-        "val_auroc": np.clip(val_accuracy + 0.05, 0, 1),
+        "val_auroc": np.clip(val_accuracy + 0.05 + val_auroc_shift, 0, 1),
         "lr": lrs[(epoch - 1) * steps_per_epoch], "seconds": seconds,
         "steps": epoch * steps_per_epoch})
 
 
 def write_fake_run(folder, *, target, arch, policy, seed, test, skill, epochs, steps_per_epoch,
-              settings, gpus, bootstrap_samples):
+                   settings, gpus, bootstrap_samples, lr_scale=1.0, val_auroc_shift=0.0):
     """One run folder as train.py writes it; returns its metrics dict."""
-    rng = np.random.default_rng([seed, *(zlib.crc32(name.encode()) for name in (target, arch,
-                                                                             policy))])
+    rng = np.random.default_rng([seed, *(zlib.crc32(name.encode()) for name in (
+        target, arch, policy, scale_label(lr_scale)))])
+    settings = scaled_learning_rates(settings, lr_scale)
     labels = test[list(label_columns(target))].to_numpy()
     logits = skill * (2 * labels - 1) + rng.normal(0, 1.6, labels.shape)
     scores = (1 / (1 + np.exp(-logits))).astype(np.float32)
@@ -98,7 +112,7 @@ def write_fake_run(folder, *, target, arch, policy, seed, test, skill, epochs, s
                                              labels[:, 0], scores[:, 0],
                                              samples=bootstrap_samples, seed=seed)
     history = fake_history(rng, epochs, test_numbers["accuracy"], skill, lrs, steps_per_epoch,
-                           seconds)
+                           seconds, val_auroc_shift)
     train_seconds = float(history["seconds"].sum())
     n_train = steps_per_epoch * settings["batch_size"]
     metrics = {
@@ -111,6 +125,7 @@ def write_fake_run(folder, *, target, arch, policy, seed, test, skill, epochs, s
         "best_val_accuracy": float(history["val_accuracy"].max()), "target_accuracy": None,
         "epochs_to_target": None, "n_train": n_train, "n_val": n_train // 9,
         "settings": {"target": target, "arch": arch, "policy": policy, "seed": seed,
+                     **({"lr_scale": lr_scale} if lr_scale != 1 else {}),
                      "batch_size": settings["batch_size"], "steps_per_epoch": steps_per_epoch,
                      "optimizer": settings["optimizer"], "momentum": settings["momentum"],
                      "schedule": schedule},
@@ -182,13 +197,17 @@ def write_cache_summary(results, split_rows, image_size):
 def write_fake_results(results, *, targets=("Effusion", "Pneumothorax"),
                        architectures=("mobilenet",), policies=POLICIES, seeds=(0, 1),
                        test_images=120, epochs=6, steps_per_epoch=8, gpus=0, skill=None,
-                       settings=None, lr_finder=True, bootstrap_samples=100, image_size=64):
+                       settings=None, lr_finder=True, bootstrap_samples=100, image_size=64,
+                       lr_scales=(1.0,), scale_skill=default_scale_skill,
+                       val_auroc_shift=None):
     """Write a results folder; returns a dict with the settings per target and the test sets.
 
     `test_images`, `epochs` and `steps_per_epoch` may be dicts per target. With `lr_finder`
     the cyclical runs use LR-finder bounds (LR_FINDER_BOUNDS) and the finder's files are
     written; otherwise `settings` must set base_lr and max_lr. `image_size` names the cache
-    whose data check is written.
+    whose data check is written. Each of `lr_scales` is a run per policy and seed, whose
+    skill is multiplied by `scale_skill(policy, scale)`; `val_auroc_shift` maps (policy,
+    scale) to a shift of its runs' validation AUROC (none by default).
     """
     results = Path(results)
     skill = {**PAPER_SKILL, **(skill or {})}
@@ -214,15 +233,19 @@ def write_fake_results(results, *, targets=("Effusion", "Pneumothorax"),
             if lr_finder:
                 write_lr_finder(results / "lr_finder" / target, target, arch)
             for policy in policies:
-                for seed in seeds:
-                    policy_skill = skill.get(policy, skill["constant"])
-                    write_fake_run(run_folder(target, arch, policy, seed, results),
-                              target=target, arch=arch, policy=policy, seed=seed, test=test,
-                              skill=policy_skill * (1.1 if arch == "densenet121" else 1.0),
-                              epochs=per_target(epochs, target),
-                              steps_per_epoch=per_target(steps_per_epoch, target),
-                              settings=run_settings, gpus=gpus,
-                              bootstrap_samples=bootstrap_samples)
+                for lr_scale in lr_scales:
+                    policy_skill = skill.get(policy, skill["constant"]) * (
+                        scale_skill(policy, lr_scale) if lr_scale != 1 else 1.0)
+                    for seed in seeds:
+                        write_fake_run(
+                            run_folder(target, arch, policy, seed, results, lr_scale),
+                            target=target, arch=arch, policy=policy, seed=seed, test=test,
+                            skill=policy_skill * (1.1 if arch == "densenet121" else 1.0),
+                            epochs=per_target(epochs, target),
+                            steps_per_epoch=per_target(steps_per_epoch, target),
+                            settings=run_settings, gpus=gpus,
+                            bootstrap_samples=bootstrap_samples, lr_scale=lr_scale,
+                            val_auroc_shift=(val_auroc_shift or {}).get((policy, lr_scale), 0.0))
     (results / "splits").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(split_rows).to_csv(results / "splits" / "summary.csv", index=False)
     write_cache_summary(results, split_rows, image_size)

@@ -86,7 +86,7 @@ def test_a_policy_added_in_one_class_is_planned_trained_and_reported(tmp_path):
     found = json.loads(done.stdout.splitlines()[-1])
 
     assert [key for key in found["run_keys"] if key[2] == "cosine_to_zero"] == [
-        ["Effusion", "mobilenet", "cosine_to_zero", seed] for seed in (0, 1, 2)]
+        ["Effusion", "mobilenet", "cosine_to_zero", seed, 1.0] for seed in (0, 1, 2)]
     assert found["needs_bounds"] is False
 
     lr = found["lr"]

@@ -242,6 +242,31 @@ def test_a_cyclical_run_without_bounds_or_lr_finder_result_stops_before_training
         with_lr_finder_bounds("one_cycle", settings, found)
 
 
+def test_a_learning_rate_scale_multiplies_every_learning_rate_of_the_run(tmp_path):
+    from workflow_scripts.train import prepare
+
+    split, images, index = write_tiny_target(tmp_path / "data")
+    found = tmp_path / "bounds.json"
+    found.write_text(json.dumps({"rule": "min_loss", "base_lr": 0.01, "max_lr": 0.04}))
+    config = schema_config(train={"epochs": 2, "batch_size": 16, "learning_rate": 0.05})
+    settings = RunSettings(computation_settings(config["train"]), config["model"],
+                           config["metrics"], image_size=32)
+
+    def schedule(policy, lr_scale):
+        run = prepare(RunKey("Effusion", "mobilenet", policy, 0, lr_scale),
+                      RunInputs(split, images, index, str(found)), settings,
+                      tmp_path / f"{policy}{lr_scale}")
+        return run.params
+
+    # Bounds from the range test and rates from the config alike.
+    assert schedule("triangular", 0.5) == {**schedule("triangular", 1.0), "base_lr": 0.005,
+                                           "max_lr": 0.02}
+    assert schedule("one_cycle", 4.0)["max_lr"] == 0.16
+    assert schedule("constant", 2.0) == {"learning_rate": 0.1}
+    assert schedule("time_decay", 0.25) == {**schedule("time_decay", 1.0),
+                                            "learning_rate": 0.0125}
+
+
 def test_a_split_without_test_positives_is_named(tmp_path):
     from workflow_scripts.input_pipeline import load_target
     from workflow_scripts.stage import InputError

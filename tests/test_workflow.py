@@ -45,6 +45,22 @@ def test_default_config_plans_the_whole_dag(workflow):
     assert jobs["train"] == 1 * 1 * 6 * 3
 
 
+def test_each_learning_rate_scale_plans_the_runs_of_scale_one_again(workflow):
+    plain = run_snakemake(workflow, "-n", "--forceall").stdout
+    scaled = run_snakemake(workflow, "-n", "--forceall", "--config",
+                           "lr_scales=[0.25, 0.5, 1, 2, 4]").stdout
+    assert planned_jobs(scaled)["train"] == 5 * planned_jobs(plain)["train"] == 5 * 18
+    # Scale 1 keeps the run paths, other scales add theirs to the policy's folder.
+    folders = set(re.findall(r"results/runs/\S+?/seed\d+", scaled))
+    assert set(re.findall(r"results/runs/\S+?/seed\d+", plain)) == {
+        f"results/runs/Effusion/mobilenet/{policy}/seed{seed}" for policy in (
+            "constant", "time_decay", "triangular", "triangular2", "exp_range", "one_cycle")
+        for seed in (0, 1, 2)} < folders
+    assert "results/runs/Effusion/mobilenet/one_cycle-lr0.25x/seed2" in folders
+    refused = run_snakemake(workflow, "-n", "--config", "lr_scales=[0.5, 2]", check=False)
+    assert refused.returncode != 0 and "add 1 to lr_scales" in refused.stdout
+
+
 def write_config(workflow, text):
     path = workflow / "config" / "custom.yaml"
     path.write_text(text)

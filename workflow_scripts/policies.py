@@ -316,8 +316,19 @@ def parameters(policy):
 def extra_parameters(policy):
     """What `policy` takes beyond its learning rates and step size (for the report)."""
     required, optional = parameters(policy)
-    plain = {"learning_rate", "base_lr", "max_lr", "step_size"}
+    plain = {*LEARNING_RATE_SETTINGS, "step_size"}
     return tuple(name for name in required + optional if name not in plain)
+
+
+# The train settings that are learning rates, whichever policy reads them: a learning-rate
+# scale (`plan`) multiplies each.
+LEARNING_RATE_SETTINGS = ("learning_rate", "base_lr", "max_lr")
+
+
+def scaled_learning_rates(settings, lr_scale):
+    """`settings` with every learning rate it sets multiplied by `lr_scale`."""
+    return {key: value * lr_scale if key in LEARNING_RATE_SETTINGS and value is not None
+            else value for key, value in settings.items()}
 
 
 def cycles_started(epochs, step_size_epochs, steps_per_epoch):

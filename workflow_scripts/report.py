@@ -110,8 +110,9 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
     target's LR-finder JSON files, if any ran.
     """
     grid = settings.grid
-    runs, found = load_target_runs(run_folders, target, grid)
+    every_scale, found = load_target_runs(run_folders, target, grid)
     missing = missing_runs(found, grid, target)
+    runs = every_scale.at_scale(1.0)  # the comparison at the study's own learning rates
     baselines = settings.present_baselines
     aurocs, auprcs = (resampled(runs, settings.samples) if not runs.runs.empty
                       else (None, None))
@@ -296,7 +297,8 @@ def report_settings(params):
     return ReportSettings(
         grid=Grid(tuple(grid["targets"]), tuple(grid["architectures"]),
                   tuple(grid["policies"]), tuple(int(s) for s in grid["seeds"]),
-                  twins=dict(params.twins)),
+                  twins=dict(params.twins),
+                  lr_scales=tuple(float(s) for s in grid.get("lr_scales", [1.0]))),
         baselines=tuple(params.report["baselines"]),
         samples=int(params.metrics["bootstrap_samples"]),
         level=float(params.metrics["ci_level"]),

@@ -3,7 +3,8 @@
 `load_target_runs` reads the run folders the report takes as inputs (see `runs` for their
 files) in the configured grid's order, and `ordered` sorts any table into that order. A
 policy with a twin (`plan`) has no runs of its own: it appears with copies of its twin's
-runs.
+runs. Runs of every learning-rate scale are read; `TargetRuns.subset` keeps some of them
+(the comparison at the study's own rates keeps scale 1).
 """
 
 from dataclasses import dataclass
@@ -22,18 +23,20 @@ from workflow_scripts.runs import (
     read_lr,
     read_metrics,
     read_predictions,
+    run_key,
     score_column,
 )
 from workflow_scripts.stage import InputError
 
 LR_POINTS = 2000  # learning rates kept per run for the schedule figure
+RUN_COLUMNS = ("arch", "policy", "seed", "lr_scale")  # which run of the target a row is of
 
 
 def missing_runs(found, grid, target):
     """The trained runs of `target` in `grid` that are not among `found` (keys target, arch,
-    policy, seed): left out of the report with report.allow_missing."""
+    policy, seed, lr_scale): left out of the report with report.allow_missing."""
     return pd.DataFrame([key for key in grid.run_keys(target) if key not in found],
-                        columns=["target", "arch", "policy", "seed"])
+                        columns=["target", "arch", "policy", "seed", "lr_scale"])
 
 
 def thinned(arrays):
@@ -49,13 +52,13 @@ def thinned(arrays):
 class TargetRuns:
     """The finished runs of one target, read and checked.
 
-    `runs` has one row per run (arch, policy, seed, the metrics.json numbers, device, optimizer,
-    momentum, batch_size, steps_per_epoch, schedule as a dict, folder); `histories` one row per
-    run and epoch, with `device_seconds` accumulated over epochs; `learning_rates` the LR
-    (arch, policy, step, lr) of one seed per arch x policy, at up to LR_POINTS steps spread
-    evenly over the run; `test` the target's test images (image_index, patient_id and its
-    label columns, `labels.label_columns`) and `scores` their predicted scores, runs (in the
-    order of `runs`) x images x label columns.
+    `runs` has one row per run (arch, policy, seed, lr_scale, the metrics.json numbers, device,
+    optimizer, momentum, batch_size, steps_per_epoch, schedule as a dict, folder); `histories`
+    one row per run and epoch, with `device_seconds` accumulated over epochs; `learning_rates`
+    the LR (arch, policy, seed, lr_scale, step, lr) of one seed per arch x policy x scale, at
+    up to LR_POINTS steps spread evenly over the run; `test` the target's test images
+    (image_index, patient_id and its label columns, `labels.label_columns`) and `scores`
+    their predicted scores, runs (in the order of `runs`) x images x label columns.
     """
 
     target: str
@@ -64,6 +67,22 @@ class TargetRuns:
     learning_rates: pd.DataFrame
     test: pd.DataFrame
     scores: np.ndarray
+
+    def subset(self, keep):
+        """The runs where the boolean array `keep` (one value per row of `runs`) holds, with
+        their histories, learning rates and scores."""
+        keep = np.asarray(keep, dtype=bool)
+        runs = self.runs[keep].reset_index(drop=True)
+        chosen = pd.MultiIndex.from_frame(runs[list(RUN_COLUMNS)])
+        return TargetRuns(self.target, runs,
+                          *(frame[pd.MultiIndex.from_frame(frame[list(RUN_COLUMNS)]).isin(chosen)]
+                            .reset_index(drop=True)
+                            for frame in (self.histories, self.learning_rates)),
+                          self.test, self.scores[keep])
+
+    def at_scale(self, lr_scale):
+        """The runs at one learning-rate scale."""
+        return self.subset(self.runs["lr_scale"].to_numpy() == lr_scale)
 
     @property
     def labels(self):
@@ -109,17 +128,15 @@ def load_target_runs(run_folders, target, grid):
     by_key = {}
     for folder in map(Path, run_folders):
         metrics = read_metrics(folder / FILES["metrics"])
-        settings = metrics["settings"]
-        by_key[(settings["target"], settings["arch"], settings["policy"],
-                int(settings["seed"]))] = folder, metrics
+        by_key[run_key(metrics)] = folder, metrics
     rows, histories, learning_rates, scores = [], [], [], []
     reference = reference_path = None
-    with_learning_rates = set()  # arch x policy: one seed's learning rates feed the figure
+    with_learning_rates = set()  # arch x policy x scale: one seed's learning rates are drawn
     twins = grid.twins_of(target)
     for key in grid.run_keys(target):
         if key not in by_key:
             continue
-        _, arch, trained, seed = key
+        _, arch, trained, seed, lr_scale = key
         folder, metrics = by_key[key]
         history = read_history(folder / FILES["history"])
         predictions = read_predictions(folder / FILES["predictions"], target)
@@ -130,7 +147,7 @@ def load_target_runs(run_folders, target, grid):
         settings = metrics["settings"]
         history["device_seconds"] = np.cumsum(history["seconds"]) * max(metrics["gpus"], 1)
         for policy in [trained, *(p for p, twin in twins.items() if twin == trained)]:
-            key = {"arch": arch, "policy": policy, "seed": seed}
+            key = {"arch": arch, "policy": policy, "seed": seed, "lr_scale": lr_scale}
             scores.append(run_scores)
             rows.append({**key, **{name: metrics[name] for name in METRIC_NUMBERS},
                          "device": metrics["device"],
@@ -138,10 +155,10 @@ def load_target_runs(run_folders, target, grid):
                          "folder": str(folder),
                          "twin_of": trained if policy != trained else None})
             histories.append((key, history))
-            if (arch, policy) not in with_learning_rates:
-                with_learning_rates.add((arch, policy))
+            if (arch, policy, lr_scale) not in with_learning_rates:
+                with_learning_rates.add((arch, policy, lr_scale))
                 learning_rates.append((key, thinned(read_lr(folder / FILES["lr"]))))
-    key_columns = ["arch", "policy", "seed"]
+    key_columns = list(RUN_COLUMNS)
     runs = pd.DataFrame(rows, columns=[*key_columns, *METRIC_NUMBERS, "device", *SETTING_KEYS,
                                        "folder", "twin_of"])
     test_columns = ["image_index", "patient_id", *label_columns(target)]

@@ -1,12 +1,12 @@
 """A training run's record: where it lives, its files and their columns, written and read.
 
-One run is one target x architecture x policy x seed. Its folder (`RUN`) holds `FILES`: the
-history (one row per epoch), the learning rate of every optimizer step, the test predictions
-(`prediction_columns`: a label and a score per output of the model) and the metrics, plus the
-model where `train.save_model` asks for it. The train stage writes
-a run through `write_run`, the rules name its paths from `RUN` and `FILES`, and the report
-reads it through the readers below, which check what they read and name the file and the fix
-when it is damaged. Its checkpoint, outside the declared outputs, mirrors the folder under
+One run is one target x architecture x policy x learning-rate scale x seed. Its folder
+(`RUN`) holds `FILES`: the history (one row per epoch), the learning rate of every optimizer
+step, the test predictions (`prediction_columns`: a label and a score per output of the
+model) and the metrics, plus the model where `train.save_model` asks for it. The train stage
+writes a run through `write_run`, the rules name its paths from `RUN` and `FILES`, and the
+report reads it through the readers below, which check what they read and name the file and
+the fix when it is damaged. Its checkpoint, outside the declared outputs, mirrors the folder under
 `CHECKPOINTS_ROOT`.
 """
 
@@ -24,8 +24,9 @@ import pyarrow.parquet as pq
 from workflow_scripts.labels import label_columns
 from workflow_scripts.stage import InputError, atomic_path
 
-# A run's wildcards as its folder, log and benchmark file name them.
-RUN_KEY = "{target}/{arch}/{policy}/seed{seed}"
+# A run's wildcards as its folder, log and benchmark file name them; `lr_scale` is the
+# learning-rate scale's label (`plan.scale_label`), empty at scale 1.
+RUN_KEY = "{target}/{arch}/{policy}{lr_scale}/seed{seed}"
 RUN = f"results/runs/{RUN_KEY}"
 RUNS_ROOT = RUN.split("/{")[0]
 CHECKPOINTS_ROOT = "results/checkpoints"
@@ -43,7 +44,7 @@ METRIC_NUMBERS = ("accuracy", "sensitivity", "specificity", "f1", "auroc", "auro
                   "auroc_ci_high", "epochs", "train_seconds", "images_per_second",
                   "device_seconds", "gpus", "train_accuracy", "best_val_accuracy", "n_train",
                   "n_val", "n_test")
-RUN_KEYS = ("target", "arch", "policy", "seed")
+RUN_KEYS = ("target", "arch", "policy", "seed")  # and lr_scale, see `run_key`
 SETTING_KEYS = ("batch_size", "steps_per_epoch", "optimizer", "momentum", "schedule")
 
 
@@ -131,6 +132,14 @@ def read_metrics(path):
                          "by another version of the train stage or damaged; delete the run's "
                          "folder and rerun its training.")
     return metrics
+
+
+def run_key(metrics):
+    """(target, arch, policy, seed, lr_scale) of a run's metrics (`read_metrics`); a run
+    written before learning-rate scales existed ran at the study's own rates, scale 1."""
+    settings = metrics["settings"]
+    return (settings["target"], settings["arch"], settings["policy"], int(settings["seed"]),
+            float(settings.get("lr_scale", 1.0)))
 
 
 def unreadable(path, error):

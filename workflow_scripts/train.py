@@ -1,9 +1,9 @@
-"""Stage `train`: one run of one target x architecture x policy x seed.
+"""Stage `train`: one run of one target x architecture x policy x learning-rate scale x seed.
 
 The run trains on the target's train split, validates every epoch, and predicts the test
 split with the final model. Its learning rate is `make_schedule(policy, ...)` of the
 optimizer's step counter; cyclical bounds come from the config or else from the target's
-LR-finder result.
+LR-finder result; the run's learning-rate scale multiplies every learning rate of them.
 
 Every epoch is checkpointed (workflow_scripts.checkpoint) in a folder that is not a declared
 output. A rerun after a kill, a preemption or a time limit resumes after the last finished
@@ -38,8 +38,8 @@ from workflow_scripts.input_pipeline import (
 from workflow_scripts.labels import MULTILABEL, label_columns
 from workflow_scripts.metrics import epochs_to_target, summarize_multilabel, summarize_predictions
 from workflow_scripts.models import new_model
-from workflow_scripts.plan import needs_lr_finder_bounds
-from workflow_scripts.policies import lr_bounds, schedule_params
+from workflow_scripts.plan import needs_lr_finder_bounds, scale_label, scale_of_label
+from workflow_scripts.policies import lr_bounds, scaled_learning_rates, schedule_params
 from workflow_scripts.runs import HISTORY_COLUMNS, prediction_frame, write_run
 from workflow_scripts.schedules import make_schedule, schedule_values
 from workflow_scripts.stage import InputError, log, run
@@ -163,12 +163,14 @@ class RunResult:
 
 @dataclass(frozen=True)
 class RunKey:
-    """Which run: one target x architecture x policy x seed of the plan."""
+    """Which run: one target x architecture x policy x learning-rate scale x seed of the
+    plan (`plan.PlannedRun`)."""
 
     target: str
     arch: str
     policy: str
     seed: int
+    lr_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,7 @@ class PreparedRun:
     """A run before any model exists: its device, data, schedule and checkpoint."""
 
     key: RunKey
-    settings: RunSettings  # train settings with the LR-finder bounds filled in
+    settings: RunSettings  # train settings with the LR-finder bounds filled in, scaled
     device: object
     images: np.ndarray
     parts: dict  # "train", "val", "test" -> the split's part
@@ -219,7 +221,8 @@ def prepare(key, inputs, settings, checkpoint_dir, threads=1, gpus=1):
     """The run's device, data, schedule and checkpoint (named by what the run computes, so
     that a retry with more time, memory or GPUs resumes)."""
     device = device_settings.configure(settings.train, threads, gpus, key.seed)
-    train_settings = with_lr_finder_bounds(key.policy, settings.train, inputs.lr_finder)
+    train_settings = scaled_learning_rates(
+        with_lr_finder_bounds(key.policy, settings.train, inputs.lr_finder), key.lr_scale)
     settings = RunSettings(train_settings, settings.model, settings.metrics, settings.image_size)
     images, parts = load_target(inputs.split, inputs.cache_images, inputs.cache_index, key.target)
     steps = steps_per_epoch(parts["train"], train_settings["batch_size"], key.target)
@@ -228,8 +231,9 @@ def prepare(key, inputs, settings, checkpoint_dir, threads=1, gpus=1):
         arch=key.arch, policy=key.policy, seed=key.seed, settings=train_settings,
         model=settings.model, image_size=settings.image_size, schedule=params,
         data=data_fingerprint(parts["train"], parts["val"])))
-    log.info("%s %s %s seed %d on %s: %d train / %d val / %d test images, %d steps per epoch, "
-             "schedule %s", key.target, key.arch, key.policy, key.seed, device.description,
+    log.info("%s %s %s%s seed %d on %s: %d train / %d val / %d test images, %d steps per "
+             "epoch, schedule %s", key.target, key.arch, key.policy, scale_label(key.lr_scale),
+             key.seed, device.description,
              len(parts["train"]), len(parts["val"]), len(parts["test"]), steps, params)
     return PreparedRun(key, settings, device, images, parts, steps, params,
                        make_schedule(key.policy, **params), checkpoint)
@@ -305,7 +309,7 @@ def evaluate(run, model, history):
                                              train_settings["target_accuracy"]),
         "n_train": len(train), "n_val": len(val),
         "settings": {"target": key.target, "arch": key.arch, "policy": key.policy,
-                     "seed": key.seed, "batch_size": run.batch_size,
+                     "seed": key.seed, "lr_scale": key.lr_scale, "batch_size": run.batch_size,
                      "steps_per_epoch": run.steps, "optimizer": train_settings["optimizer"],
                      "momentum": train_settings["momentum"], "schedule": run.params},
     })
@@ -335,7 +339,8 @@ def request_stop(recorder):
 def main(snakemake):
     result = train_run(
         RunKey(snakemake.wildcards.target, snakemake.wildcards.arch,
-               snakemake.wildcards.policy, int(snakemake.wildcards.seed)),
+               snakemake.wildcards.policy, int(snakemake.wildcards.seed),
+               scale_of_label(snakemake.wildcards.lr_scale)),
         RunInputs(snakemake.input.split, snakemake.input.cache_images,
                   snakemake.input.cache_index, snakemake.input.get("lr_finder") or None),
         RunSettings(snakemake.params.settings, snakemake.params.model, snakemake.params.metrics,

@@ -83,6 +83,12 @@ rule report:
             category="Comparison report",
             labels={"file": "policy overview"},
         ),
+        performance_profile=report(
+            "results/report/figures/performance_profile.png",
+            caption="../report/performance_profile.rst",
+            category="Comparison report",
+            labels={"file": "performance profile"},
+        ),
         label_distribution=report(
             "results/report/figures/label_distribution.png",
             caption="../report/label_distribution.rst",

@@ -409,7 +409,9 @@ def test_html_is_self_contained_and_has_every_table_and_figure(built):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "<script" not in page and "<link" not in page
     images = re.findall(r'<img [^>]*src="data:image/png;base64,', page)
-    assert len(images) == 2 + len(TARGETS) * len(TARGET_FIGURES)
+    # The label distribution, the policy overview and the performance profile, then each
+    # target's figures.
+    assert len(images) == 3 + len(TARGETS) * len(TARGET_FIGURES)
     for name, (title, _) in TABLES.items():
         # Shown where it has rows: missing runs, the multi-label and cross-target tables.
         assert (title in page) == (not built["tables"][name].empty), name

@@ -24,6 +24,15 @@ import pandas as pd
 from workflow_scripts import report_figures as figures
 from workflow_scripts import report_result_figures as result_figures
 from workflow_scripts.plan import Grid
+from workflow_scripts.report_budget import (
+    SENSITIVITY_COLUMNS,
+    performance_profile,
+    robustness_table,
+    scale_statistics,
+    time_to_target,
+    time_to_target_table,
+    tuned_comparison,
+)
 from workflow_scripts.report_contents import MIN_SEEDS_TO_JUDGE, TARGET_TABLES
 from workflow_scripts.report_drawing import policy_colors
 from workflow_scripts.report_html import render_html
@@ -112,14 +121,18 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
     grid = settings.grid
     every_scale, found = load_target_runs(run_folders, target, grid)
     missing = missing_runs(found, grid, target)
-    runs = every_scale.at_scale(1.0)  # the comparison at the study's own learning rates
+    at_own_rates = (every_scale.runs["lr_scale"] == 1.0).to_numpy()
+    runs = every_scale.subset(at_own_rates)  # the comparison at the study's own learning rates
     baselines = settings.present_baselines
-    aurocs, auprcs = (resampled(runs, settings.samples) if not runs.runs.empty
-                      else (None, None))
+    every_auroc, every_auprc = (resampled(every_scale, settings.samples)
+                                if not every_scale.runs.empty else (None, None))
+    aurocs, auprcs = ((every_auroc[:, at_own_rates], every_auprc[:, at_own_rates])
+                      if every_auroc is not None else (None, None))
     auroc, differences = auroc_statistics(runs, aurocs, baselines, settings.level)
     differences = judge_differences(differences, settings.multiplicity, settings.level,
                                     grid.twins_of(target))
     reach = baseline_reach(runs.histories, baselines)
+    sensitivity = budget_tables(every_scale, every_auroc, settings)
     lr_finder = read_lr_finder(lr_finder_paths)
     found = {arch: summary for arch, (_, summary) in lr_finder.items()}
     tables = {
@@ -132,6 +145,9 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
         "table7_policies": policy_table(runs, auroc, differences, reach, baselines, grid),
         "table8_clr_parameters": clr_table(runs, train_settings, found, grid),
         **beyond_auroc_tables(runs, auroc, aurocs, auprcs, settings.level, grid),
+        **sensitivity,
+        "time_to_target": time_to_target_table(
+            target, time_to_target(runs.histories, next(iter(baselines), None)), grid),
         "missing_runs": missing,
     }
     colors = policy_colors(grid.policies)
@@ -158,9 +174,51 @@ def build_target_report(target, *, run_folders, settings, train_settings, label_
         "auroc_by_policy": result_figures.auroc_by_policy(target, runs.runs, auroc, differences,
                                                    architectures, policies, baselines, colors,
                                                    settings.level),
+        "lr_sensitivity": result_figures.lr_sensitivity(
+            target, tables["lr_sensitivity"], tables["tuned_comparison"], architectures,
+            policies, colors, settings.level),
     }
     return TargetReport(target, tables, target_figures,
-                        report_notes(settings, missing, [target]))
+                        report_notes(settings, missing, [target]) + tuning_notes(
+                            target, tables["tuned_comparison"], tables["lr_sensitivity"]))
+
+
+def budget_tables(every_scale, every_auroc, settings):
+    """The sensitivity, robustness and tuned-comparison tables of one target (see
+    `report_budget`); empty with one learning-rate scale, where Table 7 says it all."""
+    sensitivity = ordered(scale_statistics(every_scale, every_auroc, settings.level)
+                          if len(settings.grid.lr_scales) > 1
+                          else pd.DataFrame(columns=SENSITIVITY_COLUMNS), settings.grid)
+    tuned = tuned_comparison(every_scale, every_auroc, sensitivity, settings)
+    for row in tuned.itertuples():
+        log.info("%s %s %s: tuned on validation at scale %g (mean final validation AUROC "
+                 "%.4f)%s", every_scale.target, row.arch, row.policy, row.tuned_scale,
+                 row.val_auroc, ", at the edge of lr_scales" if row.at_grid_edge else "")
+    return {"lr_sensitivity": sensitivity,
+            "lr_robustness": robustness_table(sensitivity, settings.grid),
+            "tuned_comparison": tuned}
+
+
+def tuning_notes(target, tuned, sensitivity):
+    """What the tuned comparison chose by itself and where that choice may mislead."""
+    notes = []
+    edge = tuned[tuned["at_grid_edge"].astype(bool)] if not tuned.empty else tuned
+    if not edge.empty:
+        named = ", ".join(f"{row.policy} ({row.arch}, scale {row.tuned_scale:g})"
+                          for row in edge.itertuples())
+        notes.append(f"{target}: the validation AUROC chose the smallest or largest "
+                     f"learning-rate scale for {named}: its best rate may lie beyond the "
+                     "configured lr_scales; widen them to find it.")
+    if not tuned.empty:
+        untuned = sensitivity[["arch", "policy"]].drop_duplicates().merge(
+            tuned[["arch", "policy"]], how="left", indicator=True)
+        untuned = untuned[untuned["_merge"] == "left_only"]
+        if not untuned.empty:
+            named = ", ".join(f"{row.policy} ({row.arch})" for row in untuned.itertuples())
+            notes.append(f"{target}: no validation AUROC at any scale for {named} (a "
+                         "validation split with one class); left out of the tuned "
+                         "comparison.")
+    return notes
 
 
 def report_notes(settings, missing, targets):
@@ -220,6 +278,10 @@ def produce_report(target_folders, *, settings, label_counts, html, tables, figu
     write_tables(all_tables, tables)
     write_figures(overview, figures)
     notes = report_notes(settings, all_tables["missing_runs"], settings.grid.targets)
+    for target in settings.grid.targets:
+        notes += tuning_notes(target, *(
+            table[table["target"] == target] for table in (
+                all_tables["tuned_comparison"], all_tables["lr_sensitivity"])))
     page = render_html(REPORT_TITLE, settings, all_tables,
                        {target.target: target.figures for target in target_reports}, overview,
                        notes, read_data_check(cache_summary) if cache_summary else None)
@@ -271,6 +333,9 @@ def build_report(target_reports, label_counts, settings):
         "policy_overview": result_figures.policy_overview(
             tables["table7_policies"], settings.grid.targets, settings.grid.architectures,
             settings.grid.policies, baseline),
+        "performance_profile": result_figures.performance_profile(
+            performance_profile(tables["time_to_target"], settings.grid.policies),
+            policy_colors(settings.grid.policies)),
         "label_distribution": figures.label_distribution(label_counts),
     }
     return tables, overview

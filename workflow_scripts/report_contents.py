@@ -65,6 +65,36 @@ TABLES = {
                           "interval over seeds and test patients), its Brier score and "
                           "expected calibration error, beside published AUROCs of the disease "
                           "(see the table 'Published results' for their sources)."),
+    "lr_sensitivity": ("Learning-rate sensitivity",
+                       "With lr_scales: every policy at each scale of its learning rates "
+                       "(learning_rate, base_lr and max_lr all multiplied by it; scale 1 is "
+                       "the study's own). Test AUROC as Table 5 (mean over seeds, interval "
+                       "over seeds and test patients) and the mean validation AUROC of the "
+                       "final epoch, which tunes the comparison below."),
+    "lr_robustness": ("Robustness to the learning rate",
+                      "Per policy over its scales: the best and worst scale by mean test "
+                      "AUROC and the AUROC lost between them; near best = the neighbouring "
+                      "scales around the best whose mean test AUROC is within 0.01 of it "
+                      "(low to high). A policy that needs no tuning loses little and is near "
+                      "its best over a wide range."),
+    "tuned_comparison": ("Policies tuned on validation, against the tuned baselines",
+                         "Every policy, baselines included, at the learning-rate scale with "
+                         "the highest mean validation AUROC of the final epoch (the test set "
+                         "never chooses; a tie goes to the first scale listed); at grid "
+                         "edge = the smallest or largest scale, where the best may lie "
+                         "beyond the grid. Test AUROC and the paired difference to each "
+                         "tuned baseline as in Table 7, p-values adjusted over the "
+                         "comparisons of this table for the target (its own family, apart "
+                         "from Table 7's); beyond noise left empty with fewer than "
+                         f"{MIN_SEEDS_TO_JUDGE} seeds. Empty with one scale."),
+    "time_to_target": ("Time to the target validation AUROC",
+                       "AlgoPerf's rule: per target and architecture, the target is the "
+                       "median over seeds of the first baseline's best validation AUROC at "
+                       "scale 1; per run at scale 1, the epochs and device time until its "
+                       "validation AUROC first reached it, a run that never did counting as "
+                       "infinite (never). Median over seeds: never where most seeds never "
+                       "got there. The performance profile aggregates the device times over "
+                       "targets and architectures."),
     "missing_runs": ("Missing runs", "Configured runs without outputs, left out of this report "
                      "(report.allow_missing)."),
     "published_comparison": ("Published results",
@@ -105,4 +135,5 @@ TARGET_FIGURES = {
     "roc_curves": ("Test results", "ROC curves"),
     "reliability_diagram": ("Test results", "reliability diagram"),
     "auroc_by_policy": ("Test results", "AUROC per policy"),
+    "lr_sensitivity": ("Test results", "AUROC against the learning-rate scale"),
 }

@@ -24,7 +24,11 @@ METRIC_COLUMNS = ("accuracy", "auroc", "sensitivity", "specificity", "f1", "aupr
 # others where the target has rows (the per-label table: the multi-label target alone).
 TARGET_SECTION_TABLES = ("table5_results", "table6_architectures", "table7_policies",
                          "table8_clr_parameters")
-TARGET_SECTION_EXTRAS = ("auprc_calibration", "per_label_results")
+TARGET_SECTION_EXTRAS = ("time_to_target", "lr_sensitivity", "lr_robustness",
+                         "tuned_comparison", "auprc_calibration", "per_label_results")
+# The figures across targets, in this order, with their titles.
+OVERVIEW_FIGURES = {"policy_overview": "Policies on every target",
+                    "performance_profile": "Time to target: performance profile"}
 
 TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("workflow_scripts", "templates"),
                                autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -38,6 +42,8 @@ def format_value(value, column):
         return "yes" if str(value) == "True" else "no"
     if isinstance(value, str):
         return value
+    if isinstance(value, float) and math.isinf(value):
+        return "never"  # a time to a target not reached
     if column.startswith("published_"):
         return f"{value:g}"  # as printed at the source
     signed = column.startswith("delta_")
@@ -65,6 +71,10 @@ def column_header(column, kind):
         mean = name.endswith("_mean")
         return (f"epochs to {name.removesuffix('_mean').removesuffix('_best')}'s best "
                 f"({'mean' if mean else 'median'})")
+    if column == "device_seconds_until_target":
+        return f"{unit} until target (median)"
+    if column == "epochs_until_target":
+        return "epochs until target (median)"
     if column.startswith("device_seconds_to_"):
         return f"{unit} to {column[len('device_seconds_to_'):].removesuffix('_best')}'s best"
     if column in DEVICE_TIME_COLUMNS:
@@ -180,9 +190,9 @@ def render_html(title, settings, tables, target_figures, overview_figures, notes
     return TEMPLATES.get_template("report.html.j2").render(
         title=title, grid=grid, targets=targets, baselines=settings.present_baselines,
         notes=notes, sections=sections,
-        overview=(figure_view("policy_overview", overview_figures["policy_overview"],
-                              "Policies on every target")
-                  if "policy_overview" in overview_figures else None),
+        overview=[figure_view(name, overview_figures[name], figure_title)
+                  for name, figure_title in OVERVIEW_FIGURES.items()
+                  if name in overview_figures],
         data_tables=[table_view(tables[name], name) for name in
                      ("table1_label_counts", "table2_split_sizes", "table3_batches",
                       "table4_optimizers")],

@@ -210,3 +210,71 @@ def policy_overview(policy_table, targets, architectures, policies, baseline):
     title(figure, f"Which policy won: AUROC difference to {baseline}, mean over seeds; "
           "* = beyond noise" if baseline else "Mean test AUROC per policy")
     return png(figure)
+
+
+def lr_sensitivity(target, sensitivity, tuned, architectures, policies, colors, level):
+    """Test AUROC (mean over seeds with its interval) against the learning-rate scale on a
+    log axis, a line per policy and a panel per architecture; a ring marks the scale each
+    policy's validation AUROC chose (`tuned`, the tuned comparison's rows)."""
+    if sensitivity["lr_scale"].nunique() < 2:
+        return notice(f"Learning-rate sensitivity: {target}",
+                      "One learning-rate scale: set lr_scales (e.g. [0.25, 0.5, 1, 2, 4]) to "
+                      "run every policy at several scales of its learning rates.")
+    present = [p for p in policies if (sensitivity["policy"] == p).any()]
+    columns, legend_height = legend_shape(len(present) + 1, len(architectures), 2.3)
+    figure, axes = panels(1, len(architectures), *PANEL, Margins(bottom=0.6 + legend_height),
+                          sharey=True)
+    scales = sorted(sensitivity["lr_scale"].unique())
+    for axis, arch in zip(axes[0], architectures, strict=True):
+        for index, policy in enumerate(present):
+            rows = sensitivity[(sensitivity["arch"] == arch) & (sensitivity["policy"] == policy)
+                               ].sort_values("lr_scale")
+            # Side by side within a scale, so that intervals do not hide each other.
+            x = rows["lr_scale"] * 2 ** ((index - (len(present) - 1) / 2) * 0.04)
+            axis.errorbar(x, rows["auroc"], yerr=interval(rows, "auroc", "auroc_ci_low",
+                                                          "auroc_ci_high"),
+                          color=colors[policy], marker="o", markersize=3, linewidth=1.2,
+                          capsize=2)
+            chosen = tuned[(tuned["arch"] == arch) & (tuned["policy"] == policy)]
+            for scale in chosen["tuned_scale"]:
+                at = rows[rows["lr_scale"] == scale]
+                axis.scatter(x[at.index], at["auroc"], s=70, facecolors="none",
+                             edgecolors=colors[policy], linewidths=1.3, zorder=4)
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(scales, [f"{scale:g}" for scale in scales])
+        axis.minorticks_off()
+        axis.set(xlabel="learning-rate scale", ylabel="test AUROC")
+        panel_title(axis, arch)
+        axis.grid(alpha=0.3)
+    handles = [Line2D([], [], color=colors[p], marker="o", markersize=3, label=p)
+               for p in present]
+    handles.append(Line2D([], [], color="0.3", marker="o", markersize=8, linestyle="none",
+                          markerfacecolor="none", label="chosen on validation"))
+    legend_below(figure, handles, columns)
+    title(figure, f"Test AUROC against the learning-rate scale ({level:.0%} intervals): "
+          f"{target}")
+    return png(figure)
+
+
+def performance_profile(profile, colors):
+    """The share of problems (target x architecture) on which each policy reaches the target
+    validation AUROC within a factor tau of the fastest policy's device time."""
+    if profile.empty or not profile["problems"].iat[0]:
+        return notice("Performance profile", "No target and architecture with runs of the "
+                      "baseline that defines the target validation AUROC.")
+    present = list(dict.fromkeys(profile["policy"]))
+    columns, legend_height = legend_shape(len(present), 1, 2.3)
+    figure, axes = panels(1, 1, 4.6, 2.8, Margins(bottom=0.6 + legend_height))
+    axis = axes[0, 0]
+    for policy in present:
+        rows = profile[profile["policy"] == policy]
+        axis.step(rows["tau"], rows["share"], where="post", color=colors[policy],
+                  linewidth=1.4, label=policy)
+    axis.set(xlim=(1, profile["tau"].max()), ylim=(-0.02, 1.02),
+             xlabel="tau: device time over the fastest policy's",
+             ylabel="share of problems")
+    axis.grid(alpha=0.3)
+    legend_below(figure, axis.get_legend_handles_labels()[0], columns)
+    title(figure, f"Performance profile over {int(profile['problems'].iat[0])} target x "
+          "architecture problems")
+    return png(figure)

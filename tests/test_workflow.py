@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -166,6 +167,33 @@ def test_local_run_of_the_test_config_end_to_end(workflow):
     more = run_snakemake(workflow, "-n", "--configfile", "config/test.yaml", "--config",
                          "train={runtime: 30, mem_mb: 3000, threads: 2, gpus: 2}")
     assert "Nothing to be done" in more.stdout, more.stdout
+
+
+@pytest.mark.slow
+def test_the_sensitivity_demo_runs_end_to_end_on_a_tiny_variant(workflow):
+    # config/demo_sensitivity.yaml laid over the tiny test config, one target, three scales.
+    run_snakemake(workflow, "--cores", 2, "--configfile", "config/test.yaml",
+                  "config/demo_sensitivity.yaml", "--config", "targets=[Effusion]",
+                  "lr_scales=[0.5, 1, 2]")
+    report = workflow / "results" / "report"
+    policies, scales = ("constant", "triangular", "one_cycle"), (0.5, 1.0, 2.0)
+    sensitivity = pd.read_csv(report / "tables" / "lr_sensitivity.csv")
+    assert set(zip(sensitivity["policy"], sensitivity["lr_scale"], strict=True)) == {
+        (policy, scale) for policy in policies for scale in scales}
+    tuned = pd.read_csv(report / "tables" / "tuned_comparison.csv")
+    assert list(tuned["policy"]) == list(policies) and tuned["tuned_scale"].isin(scales).all()
+    assert list(pd.read_csv(report / "tables" / "time_to_target.csv")["policy"]) == list(
+        policies)
+    assert (report / "Effusion" / "figures" / "lr_sensitivity.png").stat().st_size > 0
+    assert (report / "figures" / "performance_profile.png").stat().st_size > 0
+    # The scale multiplies the configured bounds at every step.
+    runs = workflow / "results" / "runs" / "Effusion" / "mobilenet"
+    plain = pd.read_csv(runs / "triangular" / "seed0" / "lr.csv")
+    doubled = pd.read_csv(runs / "triangular-lr2x" / "seed0" / "lr.csv")
+    assert np.allclose(doubled["lr"], 2 * plain["lr"], rtol=1e-6)
+    metrics = json.loads((runs / "one_cycle-lr0.5x" / "seed0" / "metrics.json").read_text())
+    assert metrics["settings"]["lr_scale"] == 0.5
+    assert metrics["settings"]["schedule"]["max_lr"] == pytest.approx(0.005)
 
 
 @pytest.mark.slow

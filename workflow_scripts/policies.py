@@ -326,7 +326,10 @@ LEARNING_RATE_SETTINGS = ("learning_rate", "base_lr", "max_lr")
 
 
 def scaled_learning_rates(settings, lr_scale):
-    """`settings` with every learning rate it sets multiplied by `lr_scale`."""
+    """`settings` with every learning rate it sets multiplied by `lr_scale`; at 1 the
+    settings as they are, so that a run's checkpoint fingerprint stays what it was."""
+    if lr_scale == 1:
+        return dict(settings)
     return {key: value * lr_scale if key in LEARNING_RATE_SETTINGS and value is not None
             else value for key, value in settings.items()}
 

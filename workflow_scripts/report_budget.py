@@ -27,7 +27,11 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts.report_runs import ordered
-from workflow_scripts.report_statistics import auroc_statistics, judge_differences
+from workflow_scripts.report_statistics import (
+    auroc_statistics,
+    judge_differences,
+    with_difference_columns,
+)
 
 NEAR_BEST = 0.01  # AUROC within which a scale counts as as good as the best
 PROFILE_TAUS = np.linspace(1.0, 4.0, 61)  # the performance profile's factors over the fastest
@@ -134,13 +138,7 @@ def tuned_comparison(every_scale, aurocs, sensitivity, settings):
     table = chosen.rename(columns={"lr_scale": "tuned_scale"}).merge(auroc,
                                                                      on=["arch", "policy"])
     for baseline in baselines:
-        delta = differences[differences["baseline"] == baseline].rename(columns={
-            "delta_auroc": f"delta_auroc_vs_{baseline}",
-            "ci_low": f"delta_auroc_vs_{baseline}_ci_low",
-            "ci_high": f"delta_auroc_vs_{baseline}_ci_high", "p_value": f"p_vs_{baseline}",
-            "p_adjusted": f"p_adjusted_vs_{baseline}",
-            "beyond_noise": f"beyond_noise_vs_{baseline}"}).drop(columns=["baseline", "seeds"])
-        table = table.merge(delta, on=["arch", "policy"], how="left")
+        table = with_difference_columns(table, differences, baseline)
     return ordered(table.assign(target=every_scale.target).reindex(columns=columns), grid)
 
 

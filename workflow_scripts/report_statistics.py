@@ -175,6 +175,19 @@ def judge_differences(differences, method, level, twins=None):
     return judged
 
 
+def with_difference_columns(table, differences, baseline):
+    """`table` (one row per arch x policy) joined with the judged `differences` to
+    `baseline`: delta_auroc_vs_<baseline> with its _ci_low and _ci_high, p_vs_<baseline>,
+    p_adjusted_vs_<baseline> and beyond_noise_vs_<baseline> (empty where none)."""
+    delta = differences[differences["baseline"] == baseline].rename(columns={
+        "delta_auroc": f"delta_auroc_vs_{baseline}",
+        "ci_low": f"delta_auroc_vs_{baseline}_ci_low",
+        "ci_high": f"delta_auroc_vs_{baseline}_ci_high", "p_value": f"p_vs_{baseline}",
+        "p_adjusted": f"p_adjusted_vs_{baseline}",
+        "beyond_noise": f"beyond_noise_vs_{baseline}"}).drop(columns=["baseline", "seeds"])
+    return table.merge(delta, on=["arch", "policy"], how="left")
+
+
 def baseline_reach(histories, baselines):
     """Per run and baseline: when the run first matched the baseline's best validation accuracy.
 

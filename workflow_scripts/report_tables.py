@@ -15,7 +15,7 @@ from workflow_scripts.plan import needs_lr_finder_bounds
 from workflow_scripts.policies import extra_parameters
 from workflow_scripts.report_paper import beside_paper, paper_rows, with_paper
 from workflow_scripts.report_runs import device_kind, ordered
-from workflow_scripts.report_statistics import seed_summary
+from workflow_scripts.report_statistics import seed_summary, with_difference_columns
 from workflow_scripts.stage import InputError
 
 # --- Tables 1-4: data and settings, one target's rows ----------------------------------------
@@ -156,13 +156,7 @@ def policy_table(target_runs, auroc, differences, reach, baselines, grid):
     table = table.reset_index().merge(auroc[["arch", "policy", "auroc", "auroc_sd"]],
                                       on=["arch", "policy"])
     for baseline in baselines:
-        delta = differences[differences["baseline"] == baseline].rename(columns={
-            "delta_auroc": f"delta_auroc_vs_{baseline}",
-            "ci_low": f"delta_auroc_vs_{baseline}_ci_low",
-            "ci_high": f"delta_auroc_vs_{baseline}_ci_high", "p_value": f"p_vs_{baseline}",
-            "p_adjusted": f"p_adjusted_vs_{baseline}",
-            "beyond_noise": f"beyond_noise_vs_{baseline}"}).drop(columns=["baseline", "seeds"])
-        table = table.merge(delta, on=["arch", "policy"], how="left")
+        table = with_difference_columns(table, differences, baseline)
         reached = reach[reach["baseline"] == baseline]
         by_policy = reached.groupby(["arch", "policy"], sort=False)
         summary = pd.DataFrame({

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.report_runs import ordered
+from workflow_scripts.report_runs import RUN_COLUMNS, ordered
 from workflow_scripts.report_statistics import (
     auroc_statistics,
     judge_differences,
@@ -35,7 +35,6 @@ from workflow_scripts.report_statistics import (
 
 NEAR_BEST = 0.01  # AUROC within which a scale counts as as good as the best
 PROFILE_TAUS = np.linspace(1.0, 4.0, 61)  # the performance profile's factors over the fastest
-RUN_KEYS = ["arch", "policy", "seed", "lr_scale"]
 
 SENSITIVITY_COLUMNS = ["target", "arch", "policy", "lr_scale", "seeds", "auroc", "auroc_sd",
                        "auroc_ci_low", "auroc_ci_high", "val_auroc"]
@@ -47,9 +46,9 @@ TIME_COLUMNS = ["target", "arch", "policy", "seeds", "target_val_auroc", "seeds_
 
 
 def final_val_auroc(histories):
-    """Per run (RUN_KEYS): the validation AUROC of its last epoch, the model it tests."""
-    last = histories.groupby(RUN_KEYS, sort=False, observed=True)["epoch"].idxmax()
-    return histories.loc[last, [*RUN_KEYS, "val_auroc"]].reset_index(drop=True)
+    """Per run (RUN_COLUMNS): the validation AUROC of its last epoch, the model it tests."""
+    last = histories.groupby(list(RUN_COLUMNS), sort=False, observed=True)["epoch"].idxmax()
+    return histories.loc[last, [*RUN_COLUMNS, "val_auroc"]].reset_index(drop=True)
 
 
 def scale_statistics(every_scale, aurocs, level):

@@ -80,10 +80,6 @@ class TargetRuns:
                             for frame in (self.histories, self.learning_rates)),
                           self.test, self.scores[keep])
 
-    def at_scale(self, lr_scale):
-        """The runs at one learning-rate scale."""
-        return self.subset(self.runs["lr_scale"].to_numpy() == lr_scale)
-
     @property
     def labels(self):
         """The label columns: one per output of the target's model."""

@@ -131,7 +131,8 @@ def write_fake_run(folder, *, target, arch, policy, seed, test, skill, epochs, s
                      "schedule": schedule},
     }
     lr = pd.DataFrame({"step": np.arange(len(lrs)),
-                       "epoch": np.arange(len(lrs)) // steps_per_epoch + 1, "lr": lrs})
+                       "epoch": np.arange(len(lrs)) // steps_per_epoch + 1, "lr": lrs,
+                       "momentum": settings["momentum"]})
     predictions = prediction_frame(target, test["image_index"], test["patient_id"], labels,
                                    scores)
     write_run({name: Path(folder) / file for name, file in FILES.items()}, history=history,

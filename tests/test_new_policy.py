@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow_scripts.policies import Policy, cosine_anneal, required_setting
+from workflow_scripts.policy_base import Policy, cosine_anneal, required_setting
 
 
 class CosineToZero(Policy):

@@ -23,6 +23,7 @@ import numpy as np
 from keras import layers, ops, regularizers
 
 from workflow_scripts.augmentation import PaperAugmentation
+from workflow_scripts.schedules import CycledMomentumSGD
 from workflow_scripts.stage import InputError, log
 from workflow_scripts.weights import backbone_weights_file, find_weights, weight_file
 
@@ -213,9 +214,12 @@ def build_model(arch, image_size, *, head="paper", dropout=0.5, mobilenet_alpha=
     return model
 
 
-def make_optimizer(settings, learning_rate):
-    """SGD with momentum (the paper's choice), Adam (its choice for Hernia) or RMSprop."""
+def make_optimizer(settings, learning_rate, momentum_schedule=None):
+    """SGD with momentum (the paper's choice), Adam (its choice for Hernia) or RMSprop; SGD
+    whose momentum follows `momentum_schedule` where one is given (train.cycle_momentum)."""
     name = settings["optimizer"]
+    if momentum_schedule is not None:
+        return CycledMomentumSGD(learning_rate, momentum_schedule, nesterov=settings["nesterov"])
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=settings["momentum"],
                                     nesterov=settings["nesterov"])
@@ -244,9 +248,10 @@ def compile_model(model, optimizer, jit_compile, data_loss=False):
 
 
 def new_model(arch, image_size, model_settings, train_settings, seed, xla, outputs,
-              learning_rate, data_loss=False):
+              learning_rate, data_loss=False, momentum_schedule=None):
     """`build_model` from the config's model and train settings (the target's), compiled with
-    the configured optimizer at `learning_rate` (a number or a schedule)."""
+    the configured optimizer at `learning_rate` (a number or a schedule) and, where given,
+    SGD's momentum on `momentum_schedule`."""
     model = build_model(
         arch, image_size,
         head=model_settings["head"],
@@ -260,4 +265,5 @@ def new_model(arch, image_size, model_settings, train_settings, seed, xla, outpu
         seed=seed,
         outputs=outputs,
     )
-    return compile_model(model, make_optimizer(train_settings, learning_rate), xla, data_loss)
+    optimizer = make_optimizer(train_settings, learning_rate, momentum_schedule)
+    return compile_model(model, optimizer, xla, data_loss)

@@ -36,7 +36,7 @@ MODEL_FILE = "model.keras"
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "auroc", "val_loss", "val_accuracy",
                    "val_auroc", "lr", "seconds", "steps")
-LR_COLUMNS = ("step", "epoch", "lr")
+LR_COLUMNS = ("step", "epoch", "lr", "momentum")
 IMAGE_COLUMNS = ("image_index", "patient_id")
 # The metrics.json numbers the report reads, and what its `settings` record: which run it is
 # and how it was trained.

@@ -39,9 +39,14 @@ from workflow_scripts.labels import MULTILABEL, label_columns
 from workflow_scripts.metrics import epochs_to_target, summarize_multilabel, summarize_predictions
 from workflow_scripts.models import new_model
 from workflow_scripts.plan import needs_lr_finder_bounds, scale_label, scale_of_label
-from workflow_scripts.policies import lr_bounds, scaled_learning_rates, schedule_params
+from workflow_scripts.policies import (
+    lr_bounds,
+    momentum_params,
+    scaled_learning_rates,
+    schedule_params,
+)
 from workflow_scripts.runs import HISTORY_COLUMNS, prediction_frame, write_run
-from workflow_scripts.schedules import make_schedule, schedule_values
+from workflow_scripts.schedules import make_momentum_schedule, make_schedule, schedule_values
 from workflow_scripts.stage import InputError, log, run
 
 EXIT_PREEMPTED = 128 + signal.SIGTERM  # what a shell reports for a SIGTERM'd process
@@ -120,12 +125,15 @@ def data_fingerprint(*parts):
     return digest.hexdigest()
 
 
-def lr_per_step(schedule, history, steps_in_epoch):
-    """The learning rate the optimizer used at every step of the run, with its epoch."""
+def lr_per_step(run, history):
+    """The learning rate and momentum (Adam's beta_1) the optimizer used at every step of the
+    run, with its epoch."""
     total = history[-1]["steps"]
     steps = np.arange(total)
-    return pd.DataFrame({"step": steps, "epoch": steps // steps_in_epoch + 1,
-                         "lr": schedule_values(schedule, total)})
+    momentum = (schedule_values(run.momentum_schedule, total) if run.momentum_schedule
+                else np.full(total, float(run.settings.train["momentum"])))
+    return pd.DataFrame({"step": steps, "epoch": steps // run.steps + 1,
+                         "lr": schedule_values(run.schedule, total), "momentum": momentum})
 
 
 def predict(model, images, data, batch_size):
@@ -205,7 +213,9 @@ class PreparedRun:
     parts: dict  # "train", "val", "test" -> the split's part
     steps: int  # optimizer steps per epoch
     params: dict  # the schedule's parameters
+    momentum: dict  # base_momentum and max_momentum where the momentum is cycled, else {}
     schedule: object
+    momentum_schedule: object  # or None: the momentum stays train.momentum
     checkpoint: Checkpoint
 
     @property
@@ -227,23 +237,31 @@ def prepare(key, inputs, settings, checkpoint_dir, threads=1, gpus=1):
     images, parts = load_target(inputs.split, inputs.cache_images, inputs.cache_index, key.target)
     steps = steps_per_epoch(parts["train"], train_settings["batch_size"], key.target)
     params = schedule_params(key.policy, train_settings, steps, train_settings["epochs"])
+    momentum = momentum_params(key.policy, train_settings)
+    # A run without cycled momentum keeps the fingerprint it had before momentum could cycle.
+    cycled = {"momentum": momentum} if momentum else {}
     checkpoint = Checkpoint(checkpoint_dir, run_fingerprint(
         arch=key.arch, policy=key.policy, seed=key.seed, settings=train_settings,
-        model=settings.model, image_size=settings.image_size, schedule=params,
+        model=settings.model, image_size=settings.image_size, schedule=params, **cycled,
         data=data_fingerprint(parts["train"], parts["val"])))
     log.info("%s %s %s%s seed %d on %s: %d train / %d val / %d test images, %d steps per "
              "epoch, schedule %s", key.target, key.arch, key.policy, scale_label(key.lr_scale),
              key.seed, device.description,
              len(parts["train"]), len(parts["val"]), len(parts["test"]), steps, params)
-    return PreparedRun(key, settings, device, images, parts, steps, params,
-                       make_schedule(key.policy, **params), checkpoint)
+    if momentum:
+        log.info("SGD's momentum cycles between %g and %g against the learning rate",
+                 momentum["base_momentum"], momentum["max_momentum"])
+    return PreparedRun(key, settings, device, images, parts, steps, params, momentum,
+                       make_schedule(key.policy, **params),
+                       make_momentum_schedule(key.policy, momentum, **params), checkpoint)
 
 
 def build(run):
     """A new model for `run`, its optimizer on the run's schedule."""
     key, settings = run.key, run.settings
     return new_model(key.arch, settings.image_size, settings.model, settings.train, key.seed,
-                     run.device.xla, run.parts["train"].labels.shape[1], run.schedule)
+                     run.device.xla, run.parts["train"].labels.shape[1], run.schedule,
+                     momentum_schedule=run.momentum_schedule)
 
 
 def resume(run):
@@ -311,10 +329,10 @@ def evaluate(run, model, history):
         "settings": {"target": key.target, "arch": key.arch, "policy": key.policy,
                      "seed": key.seed, "lr_scale": key.lr_scale, "batch_size": run.batch_size,
                      "steps_per_epoch": run.steps, "optimizer": train_settings["optimizer"],
-                     "momentum": train_settings["momentum"], "schedule": run.params},
+                     "momentum": train_settings["momentum"], "schedule": run.params,
+                     "cycled_momentum": run.momentum or None},
     })
-    return RunResult(history_frame, lr_per_step(run.schedule, history, run.steps), predictions,
-                     metrics, model)
+    return RunResult(history_frame, lr_per_step(run, history), predictions, metrics, model)
 
 
 def train_run(key, inputs, settings, checkpoint_dir, threads=1, gpus=1):

@@ -34,7 +34,9 @@ SECONDS_PER_EPOCH = {"mobilenet": 2.0, "densenet121": 5.0, "alexnet": 1.5}
 SETTINGS = {"batch_size": 16, "optimizer": "sgd", "momentum": 0.9, "learning_rate": 0.01,
             "decay": 0.0005, "base_lr": None, "max_lr": None, "step_size_epochs": 2,
             "gamma": 0.99994, "reset_cycles": 3, "div_factor": 25, "final_div_factor": 10000,
-            "pct_start": 0.3}
+            "pct_start": 0.3, "warmup_epochs": 1, "min_lr_fraction": 0.0,
+            "first_cycle_epochs": 2, "cycle_mul": 2, "cycle_decay": 1.0, "cooldown_fraction": 0.2,
+            "cooldown_shape": "1-sqrt"}
 LR_FINDER_BOUNDS = {"max_lr": 0.03, "base_lr": 0.0075}
 
 

@@ -172,8 +172,9 @@ def policy_table(target_runs, auroc, differences, reach, baselines, grid):
 
 def schedule_extras(policy, schedule):
     """The policy-specific schedule parameters beyond the bounds and step size, as text."""
-    return ", ".join(f"{name}={schedule[name]:g}" for name in extra_parameters(policy)
-                     if name in schedule)
+    return ", ".join(f"{name}={schedule[name]:g}" if isinstance(schedule[name], (int, float))
+                     else f"{name}={schedule[name]}"  # wsd's cooldown_shape is a word
+                     for name in extra_parameters(policy) if name in schedule)
 
 
 def clr_table(target_runs, settings, lr_finder, grid):
@@ -200,8 +201,9 @@ def clr_table(target_runs, settings, lr_finder, grid):
             continue
         found = lr_finder.get(arch)
         from_finder = found is not None and needs_lr_finder_bounds(policy, configured)
+        # 1cycle starts at max_lr / div_factor; cosine, sgdr and wsd have no lower bound.
         base_lr = (schedule["max_lr"] / schedule["div_factor"] if policy == "one_cycle"
-                   else schedule["base_lr"])
+                   else schedule.get("base_lr", math.nan))
         step_size = schedule.get("step_size", math.nan)
         rows.append({
             "target": target_runs.target, "arch": arch, "policy": policy,
